@@ -1,0 +1,1 @@
+"""Conversation routing, dialogue logic and transcripts."""

@@ -1,0 +1,1 @@
+"""Web chat: JSON API, WebSocket and the embeddable chat page."""

@@ -1,0 +1,150 @@
+// Zhixun web chat. Every piece of text — the citizen's and the KB's — goes into the page through
+// textContent or attribute setters, never innerHTML, so nothing typed can become markup.
+(function () {
+  "use strict";
+  var log = document.getElementById("log");
+  var input = document.getElementById("input");
+  var statusEl = document.getElementById("status");
+  var FORM_LABELS = { original: "原件", copy: "复印件", original_and_copy: "原件及复印件", electronic: "电子材料", form: "申请表" };
+  var conversationId = sessionStorage.getItem("zhixun.conversation") || null;
+  var pending = [];      // frames not yet answered; re-sent after a reconnect
+  var socket = null, retry = 0, typingEl = null, seq = 0;
+
+  function el(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined && text !== null) node.textContent = text;
+    return node;
+  }
+  function add(node) { log.appendChild(node); log.scrollTop = log.scrollHeight; return node; }
+  function section(card, title, items, ordered) {
+    if (!items || !items.length) return;
+    card.appendChild(el("h3", null, title));
+    var list = el(ordered ? "ol" : "ul");
+    items.forEach(function (item) { list.appendChild(typeof item === "string" ? el("li", null, item) : item); });
+    card.appendChild(list);
+  }
+  function safeHref(url) { return /^(https?:\/\/|\/)/.test(url || "") ? url : null; }
+
+  function renderCard(c) {
+    var card = el("article", "card");
+    card.setAttribute("data-kb-id", c.kb_id);
+    card.appendChild(el("h2", null, c.title));
+    card.appendChild(el("div", "dept", c.department));
+    card.appendChild(el("p", null, c.summary));
+    section(card, "办理条件", c.conditions);
+    if (c.components && c.components.length) {
+      section(card, "包含事项（按顺序办理）", c.components.map(function (comp) { return comp.note; }), true);
+      if (c.joint_application) { card.appendChild(el("h3", null, "联办方式")); card.appendChild(el("p", null, c.joint_application)); }
+    }
+    section(card, "所需材料", c.materials.map(function (m) {
+      var li = el("li", null, m.name);
+      li.appendChild(el("span", "tag", (FORM_LABELS[m.form] || m.form) + " " + m.count + "份"));
+      if (m.note) li.appendChild(el("div", "note", m.note));
+      var sample = safeHref(m.sample);
+      if (sample) { var a = el("a", null, "查看填写样表"); a.href = sample; a.target = "_blank"; a.rel = "noopener"; li.appendChild(a); }
+      return li;
+    }));
+    section(card, "网上办理", c.steps.online, true);
+    section(card, "窗口办理", c.steps.window, true);
+    var facts = el("dl", "facts");
+    [["办理地点", c.where], ["办理时间", c.hours], ["收费标准", c.fees], ["办结时限", c.time_limit]].forEach(function (pair) {
+      facts.appendChild(el("dt", null, pair[0])); facts.appendChild(el("dd", null, pair[1]));
+    });
+    card.appendChild(facts);
+    (c.images || []).forEach(function (image) {
+      var src = safeHref(image.src); if (!src) return;
+      var fig = el("figure"); var img = el("img"); img.src = src; img.alt = image.alt; img.loading = "lazy";
+      fig.appendChild(img); if (image.caption) fig.appendChild(el("figcaption", null, image.caption));
+      card.appendChild(fig);
+    });
+    var link = safeHref(c.online_link);
+    if (link) { var go = el("a", "go", "去网上办理 ›"); go.href = link; go.target = "_blank"; go.rel = "noopener"; card.appendChild(go); }
+    var more = el("details"); more.appendChild(el("summary", null, "办理依据与说明"));
+    more.appendChild(el("p", null, (c.legal_basis || []).join("；")));
+    more.appendChild(el("p", "note", c.local_note + "（信息更新于 " + c.last_reviewed + "）"));
+    card.appendChild(more);
+    return card;
+  }
+
+  function renderButtons(m) {
+    var box = el("div", "buttons msg bot");
+    box.appendChild(el("p", null, m.text));
+    var row = el("div", "choices");
+    m.buttons.forEach(function (b) {
+      var button = el("button", null, b.title);
+      button.type = "button";
+      button.addEventListener("click", function () { send(b.title, b.payload); });
+      row.appendChild(button);
+    });
+    box.appendChild(row);
+    return box;
+  }
+
+  function renderReply(frame) {
+    if (frame.conversation_id) { conversationId = frame.conversation_id; sessionStorage.setItem("zhixun.conversation", conversationId); }
+    frame.replies.forEach(function (m) {
+      if (m.type === "kb_card") add(renderCard(m));
+      else if (m.type === "buttons") add(renderButtons(m));
+      else add(el("div", "msg bot", m.text));
+    });
+  }
+  function setTyping(on) {
+    if (on && !typingEl) typingEl = add(el("div", "typing", "正在输入"));
+    if (!on && typingEl) { typingEl.remove(); typingEl = null; }
+  }
+  function settle(clientId) {
+    pending = pending.filter(function (p) { return p.frame.client_id !== clientId; });
+    if (!pending.length) setTyping(false);
+  }
+
+  function connect() {
+    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    socket = new WebSocket(scheme + location.host + "/ws/chat");
+    socket.onopen = function () {
+      retry = 0; statusEl.textContent = "在线";
+      pending.forEach(function (p) { p.frame.conversation_id = conversationId; socket.send(JSON.stringify(p.frame)); });
+    };
+    socket.onmessage = function (event) {
+      var frame = JSON.parse(event.data);
+      if (frame.type === "typing") { setTyping(true); return; }
+      var item = pending.filter(function (p) { return p.frame.client_id === frame.client_id; })[0];
+      if (item) item.bubble.classList.remove("pending");
+      settle(frame.client_id);
+      if (frame.type === "reply") renderReply(frame);
+      else if (frame.type === "error") {
+        if (frame.error.code === "unknown_conversation") { conversationId = null; sessionStorage.removeItem("zhixun.conversation"); }
+        add(el("div", "msg error", frame.error.message));
+      }
+    };
+    socket.onclose = function () {
+      socket = null; setTyping(false);
+      var wait = Math.min(15000, 500 * Math.pow(2, retry++));
+      statusEl.textContent = "网络已断开，" + Math.round(wait / 1000) + " 秒后重连…";
+      setTimeout(connect, wait);
+    };
+  }
+
+  function send(text, payload) {
+    text = (text || "").trim();
+    if (!text) return;
+    var frame = { text: text, client_id: "c" + Date.now() + "-" + (seq++) };
+    if (payload) frame.payload = payload;
+    if (conversationId) frame.conversation_id = conversationId;
+    var bubble = add(el("div", "msg user pending", text));
+    pending.push({ frame: frame, bubble: bubble });
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(frame));
+  }
+
+  document.getElementById("composer").addEventListener("submit", function (event) {
+    event.preventDefault(); send(input.value); input.value = ""; input.focus();
+  });
+  input.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) { event.preventDefault(); send(input.value); input.value = ""; }
+  });
+  Array.prototype.forEach.call(document.querySelectorAll("#hot button"), function (button) {
+    button.addEventListener("click", function () { send(button.textContent); });
+  });
+  add(el("div", "msg bot", "您好，我是智询政务服务助手。请问您想办什么事？可以直接输入问题，或点下方的热门问题。"));
+  connect();
+})();

@@ -1,0 +1,1 @@
+"""Agent and supervisor console (admin transcript API for now)."""

@@ -1,0 +1,87 @@
+"""Dense side of retrieval: sentence embeddings in a faiss inner-product index.
+
+Every KB question and title is embedded as a `query:` (question-to-question
+matching is symmetric for e5), every summary as a `passage:`. An entry's dense
+score is the best cosine over its vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import faiss
+import numpy as np
+
+
+class Embedder(Protocol):
+    def encode(self, sentences: list[str], *, prompt_name: str, normalize_embeddings: bool,
+               batch_size: int, convert_to_numpy: bool, show_progress_bar: bool) -> np.ndarray: ...
+
+
+class EmbeddingCache:
+    """Vectors by (prompt, text) hash, kept on disk so a restart or KB edit re-embeds only what changed."""
+
+    def __init__(self, embedder: Embedder, path: Path | None, dim: int):
+        self.embedder, self.path, self.dim = embedder, path, dim
+        self._lock = threading.Lock()
+        self._vectors: dict[str, np.ndarray] = {}
+        if path is not None and path.exists():
+            with np.load(path) as data:
+                self._vectors = {key: data[key] for key in data.files}
+
+    @staticmethod
+    def _key(prompt: str, text: str) -> str:
+        return hashlib.sha1(f"{prompt}\0{text}".encode()).hexdigest()
+
+    def embed(self, texts: Sequence[str], prompt: str) -> np.ndarray:
+        keys = [self._key(prompt, t) for t in texts]
+        with self._lock:
+            missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in self._vectors}.items())
+        if missing:
+            vectors = self.encode([t for _, t in missing], prompt)
+            with self._lock:
+                self._vectors.update({k: v for (k, _), v in zip(missing, vectors, strict=True)})
+                self._save()
+        with self._lock:
+            return np.stack([self._vectors[k] for k in keys]) if keys else np.zeros((0, self.dim), np.float32)
+
+    def encode(self, texts: list[str], prompt: str, batch_size: int = 32) -> np.ndarray:
+        vectors = self.embedder.encode(texts, prompt_name=prompt, normalize_embeddings=True, batch_size=batch_size,
+                                       convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(vectors, dtype=np.float32)
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp.npz")
+        np.savez(tmp, **self._vectors)
+        tmp.replace(self.path)
+
+
+class DenseIndex:
+    def __init__(self, cache: EmbeddingCache, texts: Sequence[tuple[int, str, str]], n_docs: int):
+        """`texts` are (document number, prompt name, text)."""
+        self.cache, self.n_docs = cache, n_docs
+        self.owner = np.array([doc for doc, _, _ in texts], dtype=np.int64)
+        vectors = np.zeros((len(texts), cache.dim), dtype=np.float32)
+        for prompt in {p for _, p, _ in texts}:
+            rows = [i for i, (_, p, _) in enumerate(texts) if p == prompt]
+            vectors[rows] = cache.embed([texts[i][2] for i in rows], prompt)
+        self.index = faiss.IndexFlatIP(cache.dim)
+        self.index.add(vectors)
+
+    def scores(self, query: str, depth: int = 96) -> np.ndarray:
+        """Best cosine per document (0 where none of its vectors came within `depth`)."""
+        vector = self.cache.encode([query], "query", batch_size=1)
+        sims, ids = self.index.search(vector, min(depth, self.index.ntotal))
+        best = np.zeros(self.n_docs, dtype=np.float32)
+        for sim, row in zip(sims[0], ids[0], strict=True):
+            if row >= 0:
+                doc = self.owner[row]
+                best[doc] = max(best[doc], sim)
+        return best

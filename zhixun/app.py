@@ -1,0 +1,72 @@
+"""Application factory: wires settings, storage, retrieval and channels into one FastAPI app."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from bot.answers import KBAnswerer
+from bot.service import ChatService
+from bot.transcripts import TranscriptStore
+from connectors.web import errors
+from connectors.web.ratelimit import TokenBucket
+from connectors.web.routes import STATIC_DIR
+from connectors.web.routes import router as web_router
+from console.routes import router as console_router
+from knowledge_base import files
+from knowledge_base.dense import EmbeddingCache
+from knowledge_base.embedding_model import load_embedder
+from knowledge_base.retrieval import Calibration, Retriever
+from knowledge_base.store import KBStore
+from zhixun.database import make_engine
+from zhixun.middleware import BodySizeLimit
+from zhixun.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+KB_MEDIA_DIR = Path(files.PACKAGE_DIR) / "media"
+
+
+def seed_knowledge_base(store: KBStore, data_dir: Path) -> None:
+    """First start on an empty database: load the curated entries shipped with the code."""
+    if store.count() == 0:
+        result = store.save(files.load_directory(data_dir), author="seed", note=f"initial import from {data_dir}")
+        log.info("knowledge base seeded with %d entries", result.created)
+
+
+def build_retriever(settings: Settings, store: KBStore) -> Retriever:
+    embedder = load_embedder(settings.retrieval.model_dir)
+    dim = embedder.get_embedding_dimension()
+    cache = EmbeddingCache(embedder, settings.retrieval.index_dir / "embeddings.npz", dim)
+    return Retriever(store.all, store.revision, cache, Calibration.load(),
+                     max_candidates=settings.retrieval.max_candidates)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = make_engine(settings.database_url)
+    kb_store, transcripts = KBStore(engine), TranscriptStore(engine)
+    kb_store.create_tables()
+    transcripts.create_tables()
+    seed_knowledge_base(kb_store, settings.kb_data_dir)
+    retriever = build_retriever(settings, kb_store)
+
+    app = FastAPI(title="智询 Zhixun", version="0.1.0", description="政务服务咨询助手 API")
+    app.state.settings = settings
+    app.state.kb_store, app.state.transcripts, app.state.retriever = kb_store, transcripts, retriever
+    app.state.chat_service = ChatService(transcripts, KBAnswerer(retriever))
+    app.state.rate_limiter = TokenBucket(settings.chat.rate_per_second, settings.chat.rate_burst)
+    errors.install(app)
+    app.add_middleware(BodySizeLimit, max_bytes=64 * 1024)
+    app.include_router(web_router)
+    app.include_router(console_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/kb-media", StaticFiles(directory=KB_MEDIA_DIR), name="kb-media")
+
+    @app.get("/health", tags=["ops"])
+    def health() -> dict:
+        return {"status": "ok", "kb_entries": len(retriever.index.entries), "kb_revision": retriever.revision}
+
+    return app

@@ -1,0 +1,69 @@
+"""One typed settings object, read from `zhixun.toml` and `ZHIXUN_*` variables.
+
+Precedence, highest first: environment (`ZHIXUN_DATABASE_URL`, nested keys with
+`__`, e.g. `ZHIXUN_RETRIEVAL__ANSWER_THRESHOLD`), then the config file named by
+`ZHIXUN_CONFIG` (default `./zhixun.toml`), then the defaults below, which make
+an embedded single-machine deployment.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+class RetrievalSettings(BaseModel):
+    model_dir: Path = PROJECT_DIR / "models" / "multilingual-e5-small"
+    index_dir: Path = PROJECT_DIR / "var" / "index"
+    # Calibrated on tests/data/dev.tsv by `make eval`; see README "Answer quality".
+    answer_threshold: float = 0.62
+    suggest_threshold: float = 0.40
+    max_candidates: int = Field(default=3, ge=1, le=10)
+
+
+class ChatSettings(BaseModel):
+    max_text_chars: int = Field(default=2000, ge=10)
+    # Per-client token bucket: sustained rate and burst.
+    rate_per_second: float = 5.0
+    rate_burst: int = 20
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ZHIXUN_", env_nested_delimiter="__", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_url: str = f"sqlite:///{PROJECT_DIR / 'var' / 'zhixun.db'}"
+    admin_token: str = Field(default="", description="Bearer token for admin APIs; empty disables them")
+    kb_data_dir: Path = PROJECT_DIR / "knowledge_base" / "data"
+    public_base_url: str = "http://127.0.0.1:8000"
+    retrieval: RetrievalSettings = RetrievalSettings()
+    chat: ChatSettings = ChatSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = Path(os.environ.get("ZHIXUN_CONFIG", "zhixun.toml"))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
