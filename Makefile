@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-test run test eval bench lint format
+.PHONY: setup setup-test run test eval calibrate bench lint
 
 setup:
 	@bash scripts/setup.sh
@@ -19,6 +19,9 @@ test: setup-test
 
 eval: setup
 	$(PY) -m bench.eval_retrieval
+
+calibrate: setup
+	$(PY) -m bench.eval_retrieval --calibrate
 
 bench: setup
 	$(PY) -m bench.chat_latency

@@ -15,8 +15,14 @@ from knowledge_base.retrieval import Band, Candidate, Retriever, SearchResult
 
 KB_PAYLOAD = re.compile(r"^kb:([a-z0-9_.]+)$")
 
-HOT_ITEMS = ("passport.renew", "idcard.lost", "onething.birth", "hpf.withdraw_rent", "sscard.replace",
-             "onething.open_restaurant")
+HOT_ITEMS = (
+    "passport.renew",
+    "idcard.lost",
+    "onething.birth",
+    "hpf.withdraw_rent",
+    "sscard.replace",
+    "onething.open_restaurant",
+)
 
 _GREETING = re.compile(r"^(你好|您好|hi|hello|嗨|哈喽|在吗|在不在|有人吗)[呀啊吗呢！!。.~～\s]*$", re.I)
 _THANKS = re.compile(r"^(谢谢|多谢|感谢|谢了|thanks?)(你|您|啦|了)?[呀啊！!。.~～\s]*$", re.I)
@@ -53,9 +59,12 @@ class KBAnswerer:
             buttons = [Button(title=c.title, payload=f"kb:{c.kb_id}") for c in options]
             message = "我不太确定您问的是哪个事项，您是想了解以下哪一项？也可以换个说法再问我。"
             return Answer([ButtonsMessage(text=message, buttons=buttons)], "suggest", result.candidates, best.kb_id)
-        reply = TextMessage(text=f"抱歉，这个问题不在我能解答的范围内。{SCOPE}如需其他帮助，可拨打12345政务服务便民热线。")
-        return Answer([reply, self._hot_questions("大家常问：")], "none", result.candidates,
-                      best.kb_id if best else None)
+        reply = TextMessage(
+            text=f"抱歉，这个问题不在我能解答的范围内。{SCOPE}如需其他帮助，可拨打12345政务服务便民热线。"
+        )
+        return Answer(
+            [reply, self._hot_questions("大家常问：")], "none", result.candidates, best.kb_id if best else None
+        )
 
     def _card(self, kb_id: str, result: SearchResult) -> Answer:
         index = self.retriever.index

@@ -38,12 +38,22 @@ class ChatService:
         elif not self.transcripts.exists(conversation_id):
             raise UnknownConversation(conversation_id)
         # The citizen's words are durable before any work is done on them.
-        self.transcripts.append(conversation_id, message.channel, "citizen", message.text,
-                                payload={"button": message.payload} if message.payload else None)
+        self.transcripts.append(
+            conversation_id,
+            message.channel,
+            "citizen",
+            message.text,
+            payload={"button": message.payload} if message.payload else None,
+        )
         answer = self.answerer.respond(message.text, message.payload)
         self.transcripts.append(
-            conversation_id, message.channel, "bot", _plain_text(answer),
-            payload=[r.model_dump(mode="json") for r in answer.replies], kb_id=answer.kb_id, band=answer.band,
+            conversation_id,
+            message.channel,
+            "bot",
+            _plain_text(answer),
+            payload=[r.model_dump(mode="json") for r in answer.replies],
+            kb_id=answer.kb_id,
+            band=answer.band,
             scores=[{"kb_id": c.kb_id, "score": round(c.confidence, 4)} for c in answer.candidates],
         )
         return Turn(conversation_id, answer)

@@ -8,9 +8,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, func, select
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 Role = Literal["citizen", "bot", "agent", "system"]
@@ -27,6 +26,7 @@ class ConversationRow(Base):
     channel: Mapped[str] = mapped_column(String(32))
     sender: Mapped[str] = mapped_column(String(128), default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
     last_active_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
@@ -82,7 +82,15 @@ def _now() -> dt.datetime:
 def _line(row: MessageRow) -> TranscriptLine:
     created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=dt.UTC)
     return TranscriptLine(
-        row.conversation_id, row.seq, created, row.channel, row.role, row.text, row.payload, row.kb_id, row.band,
+        row.conversation_id,
+        row.seq,
+        created,
+        row.channel,
+        row.role,
+        row.text,
+        row.payload,
+        row.kb_id,
+        row.band,
         row.scores,
     )
 
@@ -98,36 +106,59 @@ class TranscriptStore:
         conversation_id = uuid.uuid4().hex
         now = _now()
         with Session(self.engine) as session, session.begin():
-            session.add(ConversationRow(id=conversation_id, channel=channel, sender=sender, created_at=now,
-                                        last_active_at=now))
+            session.add(
+                ConversationRow(
+                    id=conversation_id, channel=channel, sender=sender, created_at=now, last_seq=0, last_active_at=now
+                )
+            )
         return conversation_id
 
     def exists(self, conversation_id: str) -> bool:
         with Session(self.engine) as session:
             return session.get(ConversationRow, conversation_id) is not None
 
-    def append(self, conversation_id: str, channel: str, role: Role, text: str, *, payload: Any = None,
-               kb_id: str | None = None, band: str | None = None, scores: Any = None) -> TranscriptLine:
-        """Commit one line; returns it once it is durable. Retries if two writers race for a seq."""
-        for _attempt in range(5):
-            now = _now()
-            try:
-                with Session(self.engine, expire_on_commit=False) as session, session.begin():
-                    conversation = session.get(ConversationRow, conversation_id)
-                    if conversation is None:
-                        raise KeyError(conversation_id)
-                    last = session.scalar(
-                        select(func.max(MessageRow.seq)).where(MessageRow.conversation_id == conversation_id)
-                    )
-                    row = MessageRow(conversation_id=conversation_id, seq=(last or 0) + 1, created_at=now,
-                                     channel=channel, role=role, text=text, payload=_jsonable(payload), kb_id=kb_id,
-                                     band=band, scores=_jsonable(scores))
-                    session.add(row)
-                    conversation.last_active_at = now
-                return _line(row)
-            except IntegrityError:
-                continue
-        raise RuntimeError(f"could not append to conversation {conversation_id}")
+    def append(
+        self,
+        conversation_id: str,
+        channel: str,
+        role: Role,
+        text: str,
+        *,
+        payload: Any = None,
+        kb_id: str | None = None,
+        band: str | None = None,
+        scores: Any = None,
+    ) -> TranscriptLine:
+        """Commit one line and return it once durable.
+
+        The sequence number comes from an atomic `UPDATE … RETURNING` on the
+        conversation row, which serialises concurrent writers to one conversation
+        (row lock on PostgreSQL, write lock on SQLite) without gaps or retries.
+        """
+        now = _now()
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            seq = session.execute(
+                update(ConversationRow)
+                .where(ConversationRow.id == conversation_id)
+                .values(last_seq=ConversationRow.last_seq + 1, last_active_at=now)
+                .returning(ConversationRow.last_seq)
+            ).scalar_one_or_none()
+            if seq is None:
+                raise KeyError(conversation_id)
+            row = MessageRow(
+                conversation_id=conversation_id,
+                seq=seq,
+                created_at=now,
+                channel=channel,
+                role=role,
+                text=text,
+                payload=_jsonable(payload),
+                kb_id=kb_id,
+                band=band,
+                scores=_jsonable(scores),
+            )
+            session.add(row)
+        return _line(row)
 
     def lines(self, conversation_id: str) -> list[TranscriptLine]:
         with Session(self.engine) as session:

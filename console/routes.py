@@ -30,4 +30,7 @@ def conversation(conversation_id: str, request: Request) -> dict:
     transcripts: TranscriptStore = request.app.state.transcripts
     if not transcripts.exists(conversation_id):
         raise ApiError(404, "unknown_conversation", "找不到这个会话。")
-    return {"conversation_id": conversation_id, "lines": [line.to_json() for line in transcripts.lines(conversation_id)]}
+    return {
+        "conversation_id": conversation_id,
+        "lines": [line.to_json() for line in transcripts.lines(conversation_id)],
+    }

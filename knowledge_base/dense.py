@@ -18,8 +18,16 @@ import numpy as np
 
 
 class Embedder(Protocol):
-    def encode(self, sentences: list[str], *, prompt_name: str, normalize_embeddings: bool,
-               batch_size: int, convert_to_numpy: bool, show_progress_bar: bool) -> np.ndarray: ...
+    def encode(
+        self,
+        sentences: list[str],
+        *,
+        prompt_name: str,
+        normalize_embeddings: bool,
+        batch_size: int,
+        convert_to_numpy: bool,
+        show_progress_bar: bool,
+    ) -> np.ndarray: ...
 
 
 class EmbeddingCache:
@@ -50,8 +58,14 @@ class EmbeddingCache:
             return np.stack([self._vectors[k] for k in keys]) if keys else np.zeros((0, self.dim), np.float32)
 
     def encode(self, texts: list[str], prompt: str, batch_size: int = 32) -> np.ndarray:
-        vectors = self.embedder.encode(texts, prompt_name=prompt, normalize_embeddings=True, batch_size=batch_size,
-                                       convert_to_numpy=True, show_progress_bar=False)
+        vectors = self.embedder.encode(
+            texts,
+            prompt_name=prompt,
+            normalize_embeddings=True,
+            batch_size=batch_size,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
         return np.asarray(vectors, dtype=np.float32)
 
     def _save(self) -> None:

@@ -114,8 +114,14 @@ def rank(index: KnowledgeIndex, calibration: Calibration, query: str, k: int) ->
         margin = float(fused[i]) - (second if i == order[0] else best)
         e = index.entries[i]
         result.append(
-            Candidate(e.id, e.title, calibration.confidence(float(fused[i]), margin), float(fused[i]),
-                      float(dense[i]), float(lexical[i]))
+            Candidate(
+                e.id,
+                e.title,
+                calibration.confidence(float(fused[i]), margin),
+                float(fused[i]),
+                float(dense[i]),
+                float(lexical[i]),
+            )
         )
     return result
 
@@ -123,8 +129,16 @@ def rank(index: KnowledgeIndex, calibration: Calibration, query: str, k: int) ->
 class Retriever:
     """Thread-safe search over the current KB; rebuilds in the background when the KB changes."""
 
-    def __init__(self, load_entries: Callable[[], list[Entry]], revision: Callable[[], int], cache: EmbeddingCache,
-                 calibration: Calibration, *, max_candidates: int = 3, check_every: float = 2.0):
+    def __init__(
+        self,
+        load_entries: Callable[[], list[Entry]],
+        revision: Callable[[], int],
+        cache: EmbeddingCache,
+        calibration: Calibration,
+        *,
+        max_candidates: int = 3,
+        check_every: float = 2.0,
+    ):
         self._load_entries, self._revision, self._cache = load_entries, revision, cache
         self.calibration, self.max_candidates, self.check_every = calibration, max_candidates, check_every
         self._lock = threading.Lock()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from knowledge_base.embedding_model import load_embedder
 
 from bot.answers import KBAnswerer
 from bot.service import ChatService
@@ -18,7 +19,6 @@ from connectors.web.routes import router as web_router
 from console.routes import router as console_router
 from knowledge_base import files
 from knowledge_base.dense import EmbeddingCache
-from knowledge_base.embedding_model import load_embedder
 from knowledge_base.retrieval import Calibration, Retriever
 from knowledge_base.store import KBStore
 from zhixun.database import make_engine
@@ -40,8 +40,9 @@ def build_retriever(settings: Settings, store: KBStore) -> Retriever:
     embedder = load_embedder(settings.retrieval.model_dir)
     dim = embedder.get_embedding_dimension()
     cache = EmbeddingCache(embedder, settings.retrieval.index_dir / "embeddings.npz", dim)
-    return Retriever(store.all, store.revision, cache, Calibration.load(),
-                     max_candidates=settings.retrieval.max_candidates)
+    return Retriever(
+        store.all, store.revision, cache, Calibration.load(), max_candidates=settings.retrieval.max_candidates
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

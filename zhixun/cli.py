@@ -110,8 +110,14 @@ def run(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     uvicorn.run(
-        "zhixun.app:create_app", factory=True, host=args.host or settings.host, port=args.port or settings.port,
-        workers=args.workers, ws_max_size=64 * 1024, proxy_headers=True, log_level="info",
+        "zhixun.app:create_app",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        workers=args.workers,
+        ws_max_size=64 * 1024,
+        proxy_headers=True,
+        log_level="info",
     )
     return 0
 

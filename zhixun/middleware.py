@@ -7,7 +7,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-_TOO_LARGE = json.dumps({"error": {"code": "body_too_large", "message": "请求内容太大了。"}}, ensure_ascii=False).encode()
+_TOO_LARGE = json.dumps(
+    {"error": {"code": "body_too_large", "message": "请求内容太大了。"}}, ensure_ascii=False
+).encode()
 
 
 class BodySizeLimit:
@@ -43,6 +45,9 @@ class _BodyTooLarge(Exception):
 
 
 async def _reject(send: Send) -> None:
-    headers = [(b"content-type", b"application/json; charset=utf-8"), (b"content-length", str(len(_TOO_LARGE)).encode())]
+    headers = [
+        (b"content-type", b"application/json; charset=utf-8"),
+        (b"content-length", str(len(_TOO_LARGE)).encode()),
+    ]
     await send({"type": "http.response.start", "status": 413, "headers": headers})
     await send({"type": "http.response.body", "body": _TOO_LARGE})

@@ -58,17 +58,16 @@ def to_response(turn: Turn) -> ChatResponse:
 
 
 def run_turn(service: ChatService, request: ChatRequest, max_chars: int, sender: str) -> ChatResponse:
-    message = UserMessage(CHANNEL, clean_text(request.text, max_chars), request.conversation_id, sender,
-                          request.payload)
+    message = UserMessage(
+        CHANNEL, clean_text(request.text, max_chars), request.conversation_id, sender, request.payload
+    )
     try:
         return to_response(service.handle(message))
     except UnknownConversation:
         raise ApiError(404, "unknown_conversation", "找不到这个会话，请刷新页面开始新的咨询。") from None
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (404, 413, 422, 429)
-}
+_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorResponse} for code in (404, 413, 422, 429)}
 
 
 @router.post("/api/chat", response_model=ChatResponse, responses=_ERRORS, tags=["chat"])
@@ -112,11 +111,17 @@ async def _serve_socket(socket: WebSocket, client: str) -> None:
             )
             await socket.send_json({"type": "reply", "client_id": client_id, **response.model_dump(mode="json")})
         except (json.JSONDecodeError, ValidationError, AttributeError):
-            await socket.send_json({"type": "error", "client_id": client_id,
-                                    "error": {"code": "invalid_request", "message": "消息格式不正确。"}})
+            await socket.send_json(
+                {
+                    "type": "error",
+                    "client_id": client_id,
+                    "error": {"code": "invalid_request", "message": "消息格式不正确。"},
+                }
+            )
         except ApiError as exc:
-            await socket.send_json({"type": "error", "client_id": client_id,
-                                    "error": {"code": exc.code, "message": exc.message}})
+            await socket.send_json(
+                {"type": "error", "client_id": client_id, "error": {"code": exc.code, "message": exc.message}}
+            )
 
 
 @router.get("/", include_in_schema=False)

@@ -1,0 +1,103 @@
+"""The chat page in a real browser (Debian's chromium driven by Playwright), phone-sized."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import LiveServer
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, live_server: LiveServer):
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, locale="zh-CN"
+    )
+    page = context.new_page()
+    page.goto(live_server.base_url + "/")
+    page.wait_for_selector("#status:text('在线')")
+    yield page
+    context.close()
+
+
+def say(page, text: str) -> None:
+    page.fill("#input", text)
+    page.click("#send")
+
+
+def test_question_gets_an_answer_card_with_related_buttons(page):
+    say(page, "护照过期了怎么换")
+    card = page.locator("article.card").first
+    card.wait_for(timeout=15_000)
+    assert card.get_attribute("data-kb-id") == "passport.renew"
+    assert "普通护照换发" in card.locator("h2").inner_text()
+    for heading in ("办理条件", "所需材料"):
+        assert heading in card.inner_text()
+    assert card.locator("a.go").get_attribute("href").startswith("https://")
+    buttons = page.locator(".choices button")
+    assert buttons.count() >= 1
+    buttons.first.click()  # a related item: answered by pressing, no typing
+    page.locator("article.card").nth(1).wait_for(timeout=15_000)
+
+
+def test_hot_question_shortcut_and_suggestions(page):
+    page.click("#hot button:has-text('孩子出生后要办哪些手续')")
+    card = page.locator("article.card").first
+    card.wait_for(timeout=15_000)
+    assert card.get_attribute("data-kb-id") == "onething.birth"
+    say(page, "护照")
+    page.locator(".msg.bot").last.wait_for(timeout=15_000)
+    page.wait_for_function("document.querySelectorAll('.msg.user.pending').length === 0")
+    last = page.locator(".log > *").last
+    assert last.locator("button").count() >= 1  # guesses or related items, as buttons
+
+
+def test_typed_script_is_shown_as_text(page):
+    attack = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">护照'
+    say(page, attack)
+    page.wait_for_function("document.querySelectorAll('.msg.user.pending').length === 0", timeout=15_000)
+    assert page.locator(".msg.user").last.inner_text() == attack
+    assert page.evaluate("window.__pwned") is None
+    assert page.locator(".log img[src='x']").count() == 0
+
+
+def test_embed_script_adds_the_chat_to_a_portal_page(browser, live_server: LiveServer):
+    context = browser.new_context()
+    page = context.new_page()
+    page.route(
+        "http://portal.example/",
+        lambda route: route.fulfill(
+            content_type="text/html; charset=utf-8",
+            body=f'<html><body><h1>市政务服务网</h1><script src="{live_server.base_url}/embed.js"></script></body></html>',
+        ),
+    )
+    page.goto("http://portal.example/")
+    page.click("text=智能咨询")
+    frame = page.frame_locator("iframe[title*='智询']")
+    frame.locator("#status:text('在线')").wait_for(timeout=15_000)
+    context.close()

@@ -1,0 +1,47 @@
+"""The KB store keeps every version with its author, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import pytest
+
+from knowledge_base import files
+from knowledge_base.store import KBStore
+from zhixun.database import make_engine
+
+ENTRIES = files.load_directory()
+
+
+@pytest.fixture
+def store(database_url: str) -> KBStore:
+    kb = KBStore(make_engine(database_url))
+    kb.create_tables()
+    return kb
+
+
+def test_import_then_read_back_everything(store: KBStore):
+    result = store.save(ENTRIES, author="alice")
+    assert (result.created, result.updated, result.unchanged) == (len(ENTRIES), 0, 0)
+    assert store.all() == sorted(ENTRIES, key=lambda e: e.id)
+
+
+def test_edit_creates_a_new_version_with_author(store: KBStore):
+    store.save(ENTRIES, author="alice")
+    before = store.revision()
+    original = store.get("passport.apply")
+    assert original is not None
+    edited = original.model_copy(update={"fees": "普通护照120元/本（本市另收邮寄费15元）"})
+    result = store.save([edited, *ENTRIES[:3]], author="bob", note="fee update")
+    assert result.updated == 1 and result.created == 0
+    assert store.get("passport.apply").fees.startswith("普通护照120元/本（本市")
+    history = store.history("passport.apply")
+    assert [(v.version, v.created_by) for v in history] == [(1, "alice"), (2, "bob")]
+    assert history[0].entry == original and history[1].note == "fee update"
+    assert store.revision() > before
+
+
+def test_saving_unchanged_entries_adds_no_version(store: KBStore):
+    store.save(ENTRIES, author="alice")
+    before = store.revision()
+    assert store.save(ENTRIES, author="carol").unchanged == len(ENTRIES)
+    assert store.revision() == before
+    assert len(store.history("idcard.lost")) == 1

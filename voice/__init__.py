@@ -1,0 +1,1 @@
+"""Speech: ASR engines (Vosk, faster-whisper), audio decoding and TTS. Filled in by the voice issue."""
