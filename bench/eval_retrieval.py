@@ -15,11 +15,11 @@ import sys
 from collections import defaultdict
 
 import numpy as np
-from knowledge_base.embedding_model import load_embedder
 
 from knowledge_base import files
 from knowledge_base.calibrate import DEV_SET, DevQuery, Features, fit, read_dev_set, top_features
 from knowledge_base.dense import EmbeddingCache
+from knowledge_base.embedders import open_embedder
 from knowledge_base.retrieval import Calibration, KnowledgeIndex
 from zhixun.settings import get_settings
 
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = get_settings()
     entries = files.load_directory(settings.kb_data_dir)
-    embedder = load_embedder(settings.retrieval.model_dir)
+    embedder = open_embedder(settings.retrieval.model_dir)
     cache = EmbeddingCache(
         embedder, settings.retrieval.index_dir / "embeddings.npz", embedder.get_embedding_dimension()
     )

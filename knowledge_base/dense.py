@@ -18,6 +18,8 @@ import numpy as np
 
 
 class Embedder(Protocol):
+    def get_embedding_dimension(self) -> int: ...
+
     def encode(
         self,
         sentences: list[str],

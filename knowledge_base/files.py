@@ -149,7 +149,9 @@ def load_directory(directory: Path = DATA_DIR, *, require_coverage: bool = True)
         good, bad = read_file(path)
         sourced.extend(good)
         problems.extend(bad)
-    problems.extend(cross_check(sourced, coverage_ids() if require_coverage else None))
+    # A partial KB (a deployment still writing entries) may link to coverage ids it does not have yet.
+    required = coverage_ids() if require_coverage else None
+    problems.extend(cross_check(sourced, required, known_ids=() if require_coverage else coverage_ids()))
     if problems:
         raise KBValidationError(problems)
     return [s.entry for s in sourced]

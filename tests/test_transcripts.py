@@ -31,7 +31,10 @@ def test_lines_come_back_in_order_with_their_metadata(store: TranscriptStore):
         payload=[{"type": "kb_card"}],
     )
     lines = store.lines(cid)
-    assert [(line.seq, line.role, line.text[:4]) for line in lines] == [(1, "citizen", "护照过期"), (2, "bot", "【普通护")]
+    assert [(line.seq, line.role, line.text[:4]) for line in lines] == [
+        (1, "citizen", "护照过期"),
+        (2, "bot", "【普通护"),
+    ]
     assert lines[1].kb_id == "passport.renew" and lines[1].scores[0]["score"] == 0.93
     assert lines[0].created_at <= lines[1].created_at and lines[0].created_at.tzinfo is not None
 

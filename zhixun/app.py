@@ -7,7 +7,6 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from knowledge_base.embedding_model import load_embedder
 
 from bot.answers import KBAnswerer
 from bot.service import ChatService
@@ -19,6 +18,7 @@ from connectors.web.routes import router as web_router
 from console.routes import router as console_router
 from knowledge_base import files
 from knowledge_base.dense import EmbeddingCache
+from knowledge_base.embedders import open_embedder
 from knowledge_base.retrieval import Calibration, Retriever
 from knowledge_base.store import KBStore
 from zhixun.database import make_engine
@@ -32,12 +32,13 @@ KB_MEDIA_DIR = Path(files.PACKAGE_DIR) / "media"
 def seed_knowledge_base(store: KBStore, data_dir: Path) -> None:
     """First start on an empty database: load the curated entries shipped with the code."""
     if store.count() == 0:
-        result = store.save(files.load_directory(data_dir), author="seed", note=f"initial import from {data_dir}")
+        entries = files.load_directory(data_dir, require_coverage=False)
+        result = store.save(entries, author="seed", note=f"initial import from {data_dir}")
         log.info("knowledge base seeded with %d entries", result.created)
 
 
 def build_retriever(settings: Settings, store: KBStore) -> Retriever:
-    embedder = load_embedder(settings.retrieval.model_dir)
+    embedder = open_embedder(settings.retrieval.model_dir)
     dim = embedder.get_embedding_dimension()
     cache = EmbeddingCache(embedder, settings.retrieval.index_dir / "embeddings.npz", dim)
     return Retriever(
