@@ -89,14 +89,12 @@ def test_typed_script_is_shown_as_text(page):
 def test_embed_script_adds_the_chat_to_a_portal_page(browser, live_server: LiveServer):
     context = browser.new_context()
     page = context.new_page()
-    page.route(
-        "http://portal.example/",
-        lambda route: route.fulfill(
-            content_type="text/html; charset=utf-8",
-            body=f'<html><body><h1>市政务服务网</h1><script src="{live_server.base_url}/embed.js"></script></body></html>',
-        ),
-    )
-    page.goto("http://portal.example/")
+    # A portal page (intercepted; the app has no such path). It is same-host because Chromium's
+    # local-network-access rules block cross-origin loads of a loopback address.
+    portal = live_server.base_url + "/portal-demo"
+    html = f'<html><body><h1>市政务服务网</h1><script src="{live_server.base_url}/embed.js"></script></body></html>'
+    page.route(portal, lambda route: route.fulfill(content_type="text/html; charset=utf-8", body=html))
+    page.goto(portal)
     page.click("text=智能咨询")
     frame = page.frame_locator("iframe[title*='智询']")
     frame.locator("#status:text('在线')").wait_for(timeout=15_000)

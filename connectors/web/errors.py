@@ -17,7 +17,11 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
-_HTTP_MESSAGES = {404: "找不到这个地址。", 405: "不支持这种请求方式。", 413: "内容太大了。"}
+_HTTP_ERRORS = {
+    400: ("invalid_json", "请求内容不是有效的 JSON（需要 UTF-8 编码）。"),  # Starlette: body not decodable
+    404: ("http_404", "找不到这个地址。"),
+    405: ("http_405", "不支持这种请求方式。"),
+}
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
@@ -40,5 +44,5 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        message = _HTTP_MESSAGES.get(exc.status_code, str(exc.detail))
-        return error_response(exc.status_code, f"http_{exc.status_code}", message)
+        code, message = _HTTP_ERRORS.get(exc.status_code, (f"http_{exc.status_code}", str(exc.detail)))
+        return error_response(exc.status_code, code, message)
