@@ -99,3 +99,15 @@ def test_embed_script_adds_the_chat_to_a_portal_page(browser, live_server: LiveS
     frame = page.frame_locator("iframe[title*='智询']")
     frame.locator("#status:text('在线')").wait_for(timeout=15_000)
     context.close()
+
+
+def test_chat_survives_a_network_loss(page):
+    page.context.set_offline(True)
+    page.wait_for_selector("#status:has-text('网络已断开')", timeout=15_000)
+    say(page, "个税退税多久到账")  # typed while offline: kept and sent after the reconnect
+    page.context.set_offline(False)
+    page.wait_for_selector("#status:text('在线')", timeout=30_000)
+    card = page.locator("article.card").first
+    card.wait_for(timeout=15_000)
+    assert card.get_attribute("data-kb-id") == "tax.individual_refund"
+    assert page.locator(".msg.user").count() == 1

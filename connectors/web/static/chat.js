@@ -8,7 +8,7 @@
   var FORM_LABELS = { original: "原件", copy: "复印件", original_and_copy: "原件及复印件", electronic: "电子材料", form: "申请表" };
   var conversationId = sessionStorage.getItem("zhixun.conversation") || null;
   var pending = [];      // frames not yet answered; re-sent after a reconnect
-  var socket = null, retry = 0, typingEl = null, seq = 0;
+  var socket = null, retry = 0, typingEl = null, seq = 0, reconnectTimer = null;
 
   function el(tag, cls, text) {
     var node = document.createElement(tag);
@@ -83,11 +83,14 @@
 
   function renderReply(frame) {
     if (frame.conversation_id) { conversationId = frame.conversation_id; sessionStorage.setItem("zhixun.conversation", conversationId); }
+    var firstCard = null;
     frame.replies.forEach(function (m) {
-      if (m.type === "kb_card") add(renderCard(m));
+      if (m.type === "kb_card") { var card = add(renderCard(m)); firstCard = firstCard || card; }
       else if (m.type === "buttons") add(renderButtons(m));
       else add(el("div", "msg bot", m.text));
     });
+    // A long answer card is read from its title, not from its end.
+    if (firstCard) log.scrollTop = firstCard.offsetTop - log.offsetTop - 8;
   }
   function setTyping(on) {
     if (on && !typingEl) typingEl = add(el("div", "typing", "正在输入"));
@@ -119,11 +122,18 @@
     };
     socket.onclose = function () {
       socket = null; setTyping(false);
+      if (!navigator.onLine) { statusEl.textContent = "网络已断开，恢复后自动重连…"; return; }  // "online" reconnects
       var wait = Math.min(15000, 500 * Math.pow(2, retry++));
       statusEl.textContent = "网络已断开，" + Math.round(wait / 1000) + " 秒后重连…";
-      setTimeout(connect, wait);
+      reconnectTimer = setTimeout(connect, wait);
     };
   }
+  // Phones switch networks: drop a socket that can no longer deliver, reconnect as soon as we are back.
+  window.addEventListener("offline", function () { if (socket) socket.close(); });
+  window.addEventListener("online", function () {
+    clearTimeout(reconnectTimer); retry = 0;
+    if (!socket) connect();
+  });
 
   function send(text, payload) {
     text = (text || "").trim();
