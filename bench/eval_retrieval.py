@@ -17,7 +17,7 @@ from collections import defaultdict
 import numpy as np
 
 from knowledge_base import files
-from knowledge_base.calibrate import DEV_SET, DevQuery, Features, fit, read_dev_set, top_features
+from knowledge_base.calibrate import BLIND_SET, DEV_SET, DevQuery, Features, against_kb, fit, read_dev_set, top_features
 from knowledge_base.dense import EmbeddingCache
 from knowledge_base.embedders import open_embedder
 from knowledge_base.retrieval import Calibration, KnowledgeIndex
@@ -83,35 +83,12 @@ def print_table(title: str, columns: dict[str, dict[str, float]]) -> None:
         print(f"| {m.ljust(width)} | {cells} |")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calibrate", action="store_true", help="refit knowledge_base/calibration.json first")
-    parser.add_argument("--misses", type=int, default=25, help="how many of the worst misses to list")
-    args = parser.parse_args(argv)
-
-    settings = get_settings()
-    entries = files.load_directory(settings.kb_data_dir)
-    embedder = open_embedder(settings.retrieval.model_dir)
-    cache = EmbeddingCache(
-        embedder, settings.retrieval.index_dir / "embeddings.npz", embedder.get_embedding_dimension()
-    )
-    index = KnowledgeIndex(entries, cache)
-    queries = read_dev_set()
-    features = Features.compute(index, queries)
-    if args.calibrate:
-        fit(features, queries).save()
-    calibration = Calibration.load()
-    rows = outcomes(features, queries, calibration)
-
-    counts = defaultdict(int)
-    for q in queries:
-        counts["in scope" if q.in_scope else q.label] += 1
-    print(f"dev set {DEV_SET.name}: {len(queries)} queries — " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    print(
-        f"KB: {len(entries)} entries; calibration: lexical weight {calibration.lexical_weight}, "
-        f"answer ≥ {calibration.answer_threshold:.3f}, suggest ≥ {calibration.suggest_threshold:.3f}"
-    )
-    print_table("Answer quality", {"in-sample": summarise(rows), "5-fold CV": cross_validated(features, queries)})
+def report(name: str, rows: list[dict], n_misses: int, extra: dict[str, dict[str, float]]) -> None:
+    counts: dict[str, int] = defaultdict(int)
+    for r in rows:
+        counts["in scope" if r["query"].in_scope else r["query"].label] += 1
+    print(f"\n## {name}: {len(rows)} queries — " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    print_table("Answer quality", {"measured": summarise(rows), **extra})
 
     by_style: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
@@ -133,9 +110,48 @@ def main(argv: list[str] | None = None) -> int:
     ]
     misses.sort(key=lambda r: -r["confidence"])
     print(f"\nWorst misses ({len(misses)} in all; most confident first)")
-    for r in misses[: args.misses]:
+    for r in misses[:n_misses]:
         print(
             f"  {r['confidence']:.2f} {r['band']:7} want {r['query'].label:28} got {r['top3'][0]:28} {r['query'].text}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calibrate", action="store_true", help="refit knowledge_base/calibration.json first")
+    parser.add_argument("--misses", type=int, default=25, help="how many of the worst misses to list")
+    args = parser.parse_args(argv)
+
+    settings = get_settings()
+    entries = files.load_directory(settings.kb_data_dir, require_coverage=False)
+    embedder = open_embedder(settings.retrieval.model_dir)
+    cache = EmbeddingCache(
+        embedder, settings.retrieval.index_dir / "embeddings.npz", embedder.get_embedding_dimension()
+    )
+    index = KnowledgeIndex(entries, cache)
+    kb_ids = {e.id for e in entries}
+    queries = against_kb(read_dev_set(), kb_ids)
+    features = Features.compute(index, queries)
+    if args.calibrate:
+        fit(features, queries).save()
+    calibration = Calibration.load()
+    print(
+        f"KB: {len(entries)} entries; calibration: lexical weight {calibration.lexical_weight}, "
+        f"answer ≥ {calibration.answer_threshold:.3f}, suggest ≥ {calibration.suggest_threshold:.3f}"
+    )
+    report(
+        DEV_SET.name,
+        outcomes(features, queries, calibration),
+        args.misses,
+        {"5-fold CV": cross_validated(features, queries)},
+    )
+    if BLIND_SET.exists():
+        blind = against_kb(read_dev_set(BLIND_SET), kb_ids)
+        report(
+            BLIND_SET.name + " (never tuned on)",
+            outcomes(Features.compute(index, blind), blind, calibration),
+            args.misses,
+            {},
         )
     return 0
 

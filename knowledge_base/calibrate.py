@@ -19,6 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from knowledge_base.retrieval import Calibration, KnowledgeIndex
 
 DEV_SET = Path(__file__).resolve().parents[1] / "tests" / "data" / "dev.tsv"
+BLIND_SET = DEV_SET.with_name("blind.tsv")  # written without sight of the KB or dev set; report-only
 NONE_LABELS = ("none:offtopic", "none:uncovered")
 WRONG_ANSWER_COST = 3.0
 OFF_TOPIC_REJECTION_TARGET = 0.97
@@ -40,6 +41,11 @@ def read_dev_set(path: Path = DEV_SET) -> list[DevQuery]:
     with path.open(encoding="utf-8", newline="") as handle:
         rows = csv.DictReader((line for line in handle if not line.startswith("#")), delimiter="\t")
         return [DevQuery(r["text"], r["label"], r.get("style") or "") for r in rows]
+
+
+def against_kb(queries: list[DevQuery], kb_ids: set[str]) -> list[DevQuery]:
+    """Queries as this KB sees them: an item it lacks is, for it, an uncovered question."""
+    return [q if not q.in_scope or q.label in kb_ids else DevQuery(q.text, "none:uncovered", q.style) for q in queries]
 
 
 @dataclass
