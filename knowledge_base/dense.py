@@ -75,7 +75,7 @@ class EmbeddingCache:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp.npz")
-        np.savez(tmp, **self._vectors)
+        np.savez(tmp, **self._vectors)  # type: ignore[arg-type]  # numpy's stub mistypes **arrays
         tmp.replace(self.path)
 
 

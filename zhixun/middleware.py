@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _TOO_LARGE = json.dumps(
     {"error": {"code": "body_too_large", "message": "请求内容太大了。"}}, ensure_ascii=False
@@ -26,7 +25,7 @@ class BodySizeLimit:
             return
         received = 0
 
-        async def limited_receive() -> dict[str, Any]:
+        async def limited_receive() -> Message:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from bot.service import ChatService, Turn, UnknownConversation, UserMessage
 from connectors.web.errors import ApiError
 from connectors.web.ratelimit import TokenBucket
-from connectors.web.schemas import ChatRequest, ChatResponse, ErrorResponse
+from connectors.web.schemas import ChatRequest, ChatResponse, ErrorResponse, ScoredCandidate
 
 log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -53,7 +53,7 @@ def to_response(turn: Turn) -> ChatResponse:
         replies=answer.replies,
         kb_id=answer.kb_id,
         band=answer.band,
-        candidates=[{"kb_id": c.kb_id, "score": round(c.confidence, 4)} for c in answer.candidates],
+        candidates=[ScoredCandidate(kb_id=c.kb_id, score=round(c.confidence, 4)) for c in answer.candidates],
     )
 
 
