@@ -11,7 +11,7 @@ import yaml
 from knowledge_base import files
 from knowledge_base.schema import MIN_QUESTIONS
 
-ENTRIES = files.load_directory()  # raises with file:line for every problem
+ENTRIES = files.load_directory(require_coverage=False)  # raises with file:line for every problem
 BY_ID = {e.id: e for e in ENTRIES}
 
 

@@ -65,7 +65,7 @@ def kb_import(args: argparse.Namespace) -> int:
         entries = [s.entry for s in sourced]
     else:
         try:
-            entries, problems = files.load_directory(settings.kb_data_dir), []
+            entries, problems = files.load_directory(settings.kb_data_dir, require_coverage=False), []
         except files.KBValidationError as exc:
             entries, problems = [], exc.problems
     if problems:
