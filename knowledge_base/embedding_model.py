@@ -162,8 +162,18 @@ def _tokenizer(head: dict[str, Any], vocab: list[tuple[str, float]], norm: dict[
 
     bos, eos = vocab[head["bos"]][0], vocab[head["eos"]][0]
     tokenizer = Tokenizer(models.Unigram(vocab, head["unk"], False))
+    # Precompiled maps a short grapheme (e.g. a full-width letter + combining mark) by its first codepoint
+    # and drops the rest; the engine maps codepoint by codepoint. A control character, which the map
+    # deletes, put before each grapheme extender keeps graphemes to one codepoint.
+    if norm.get("\x01") != "":
+        raise ValueError("the normalisation map no longer deletes U+0001")
+    extenders = r"\p{M}\x{200C}\x{200D}\x{0E33}\x{0EB3}\x{FF9E}\x{FF9F}\x{1F3FB}-\x{1F3FF}\x{E0020}-\x{E007F}"
     tokenizer.normalizer = normalizers.Sequence(
-        [normalizers.Precompiled(_precompiled_charsmap(norm)), normalizers.Replace(Regex(" {2,}"), " ")]
+        [
+            normalizers.Replace(Regex(rf"(?<!\A)(?=[{extenders}])"), "\x01"),
+            normalizers.Precompiled(_precompiled_charsmap(norm)),
+            normalizers.Replace(Regex(" {2,}"), " "),
+        ]
     )
     # The engine gives every character found in no piece its own <unk>; tokenizers' Unigram would fuse a run
     # of them into one, so such characters are split off first (no piece can span them anyway).
@@ -202,6 +212,7 @@ def _write_model(data: bytes, out: Path) -> None:
 
     head, vocab, norm, tensors = _parse(data)
     save_file(_bert_state_dict(head, tensors), str(out / "model.safetensors"), metadata={"format": "pt"})
+    (out / "model.safetensors").chmod(0o644)  # safetensors writes it owner-only
     _tokenizer(head, vocab, norm).save(str(out / "tokenizer.json"))
     names = {k: vocab[head[k]][0] for k in ("bos", "eos", "unk", "pad")}
     _write_json(
