@@ -18,8 +18,7 @@ import numpy as np
 
 from knowledge_base import files
 from knowledge_base.calibrate import BLIND_SET, DEV_SET, DevQuery, Features, against_kb, fit, read_dev_set, top_features
-from knowledge_base.dense import EmbeddingCache
-from knowledge_base.embedders import open_embedder
+from knowledge_base.embedding_model import embedding_cache
 from knowledge_base.retrieval import Calibration, KnowledgeIndex
 from zhixun.settings import get_settings
 
@@ -124,10 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = get_settings()
     entries = files.load_directory(settings.kb_data_dir, require_coverage=False)
-    embedder = open_embedder(settings.retrieval.model_dir)
-    cache = EmbeddingCache(
-        embedder, settings.retrieval.index_dir / "embeddings.npz", embedder.get_embedding_dimension()
-    )
+    cache = embedding_cache(settings.retrieval.model_dir, settings.retrieval.index_dir)
     index = KnowledgeIndex(entries, cache)
     kb_ids = {e.id for e in entries}
     queries = against_kb(read_dev_set(), kb_ids)

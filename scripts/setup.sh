@@ -20,7 +20,7 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want_stam
   echo "$want_stamp" > "$STAMP"
 fi
 
-[ ! -f knowledge_base/embedding_model.py ] || "$VENV/bin/python" -m knowledge_base.embedding_model models/multilingual-e5-small
+"$VENV/bin/python" -m knowledge_base.embedding_model models/multilingual-e5-small
 
 if [ "${1:-}" = "--test" ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -17,8 +17,7 @@ from connectors.web.routes import STATIC_DIR
 from connectors.web.routes import router as web_router
 from console.routes import router as console_router
 from knowledge_base import files
-from knowledge_base.dense import EmbeddingCache
-from knowledge_base.embedders import open_embedder
+from knowledge_base.embedding_model import embedding_cache
 from knowledge_base.retrieval import Calibration, Retriever
 from knowledge_base.store import KBStore
 from zhixun.database import make_engine
@@ -38,9 +37,7 @@ def seed_knowledge_base(store: KBStore, data_dir: Path) -> None:
 
 
 def build_retriever(settings: Settings, store: KBStore) -> Retriever:
-    embedder = open_embedder(settings.retrieval.model_dir)
-    dim = embedder.get_embedding_dimension()
-    cache = EmbeddingCache(embedder, settings.retrieval.index_dir / "embeddings.npz", dim)
+    cache = embedding_cache(settings.retrieval.model_dir, settings.retrieval.index_dir)
     return Retriever(
         store.all, store.revision, cache, Calibration.load(), max_candidates=settings.retrieval.max_candidates
     )
