@@ -18,7 +18,7 @@ import numpy as np
 
 
 class Embedder(Protocol):
-    def get_embedding_dimension(self) -> int: ...
+    def get_embedding_dimension(self) -> int | None: ...
 
     def encode(
         self,
