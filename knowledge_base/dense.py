@@ -11,25 +11,18 @@ import hashlib
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import faiss
 import numpy as np
 
 
 class Embedder(Protocol):
+    """What the index needs of a sentence-transformers model."""
+
     def get_embedding_dimension(self) -> int | None: ...
 
-    def encode(
-        self,
-        sentences: list[str],
-        *,
-        prompt_name: str,
-        normalize_embeddings: bool,
-        batch_size: int,
-        convert_to_numpy: bool,
-        show_progress_bar: bool,
-    ) -> np.ndarray: ...
+    def encode(self, sentences: list[str], **options: Any) -> Any: ...
 
 
 class EmbeddingCache:
