@@ -343,7 +343,8 @@ def embedding_cache(model_dir: Path, index_dir: Path) -> EmbeddingCache:
     dim = model.get_embedding_dimension()
     if not dim:
         raise RuntimeError(f"{model_dir}: the model does not report its embedding dimension")
-    return EmbeddingCache(model, index_dir / f"embeddings-{fingerprint}.npz", dim)
+    # SentenceTransformer.encode is a set of overloads mypy cannot match to the protocol.
+    return EmbeddingCache(model, index_dir / f"embeddings-{fingerprint}.npz", dim)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":
