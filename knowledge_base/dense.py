@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,6 +33,10 @@ class EmbeddingCache:
         self.embedder, self.path, self.dim = embedder, path, dim
         self._lock = threading.Lock()
         self._vectors: dict[str, np.ndarray] = {}
+        # All model calls run on one thread: torch keeps one OpenMP team instead of one per calling
+        # thread (which oversubscribes the cores), and queued queries go in together as one batch.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
+        self._batcher = _QueryBatcher(self)
         if path is not None and path.exists():
             with np.load(path) as data:
                 self._vectors = {key: data[key] for key in data.files}
@@ -53,6 +58,18 @@ class EmbeddingCache:
             return np.stack([self._vectors[k] for k in keys]) if keys else np.zeros((0, self.dim), np.float32)
 
     def encode(self, texts: list[str], prompt: str, batch_size: int = 32) -> np.ndarray:
+        # Chunked, so citizens' queries queued behind an index rebuild wait for one chunk, not the rebuild.
+        chunks = [
+            self._worker.submit(self._encode_now, texts[i : i + batch_size], prompt, batch_size)
+            for i in range(0, len(texts), batch_size)
+        ]
+        return np.concatenate([c.result() for c in chunks]) if chunks else np.zeros((0, self.dim), np.float32)
+
+    def query_vector(self, text: str) -> np.ndarray:
+        """One query's vector. Concurrent callers are batched into one model call."""
+        return self._batcher.submit(text)
+
+    def _encode_now(self, texts: list[str], prompt: str, batch_size: int) -> np.ndarray:
         vectors = self.embedder.encode(
             texts,
             prompt_name=prompt,
@@ -72,6 +89,39 @@ class EmbeddingCache:
         tmp.replace(self.path)
 
 
+class _QueryBatcher:
+    """Collects queries that arrive while the model is busy and embeds them in one call."""
+
+    def __init__(self, cache: EmbeddingCache, max_batch: int = 32):
+        self.cache, self.max_batch = cache, max_batch
+        self._pending: list[tuple[str, Future[np.ndarray]]] = []
+        self._lock = threading.Lock()
+
+    def submit(self, text: str) -> np.ndarray:
+        future: Future[np.ndarray] = Future()
+        with self._lock:
+            self._pending.append((text, future))
+            first = len(self._pending) == 1
+        if first:
+            self.cache._worker.submit(self._drain)
+        return future.result()
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+            if not batch:
+                return
+            try:
+                vectors = self.cache._encode_now([t for t, _ in batch], "query", len(batch))
+            except Exception as exc:  # every waiter hears about the failure
+                for _, future in batch:
+                    future.set_exception(exc)
+                continue
+            for (_, future), vector in zip(batch, vectors, strict=True):
+                future.set_result(vector)
+
+
 class DenseIndex:
     def __init__(self, cache: EmbeddingCache, texts: Sequence[tuple[int, str, str]], n_docs: int):
         """`texts` are (document number, prompt name, text)."""
@@ -86,7 +136,7 @@ class DenseIndex:
 
     def scores(self, query: str, depth: int = 96) -> np.ndarray:
         """Best cosine per document (0 where none of its vectors came within `depth`)."""
-        vector = self.cache.encode([query], "query", batch_size=1)
+        vector = self.cache.query_vector(query).reshape(1, -1)
         sims, ids = self.index.search(vector, min(depth, self.index.ntotal))
         best = np.zeros(self.n_docs, dtype=np.float32)
         for sim, row in zip(sims[0], ids[0], strict=True):
