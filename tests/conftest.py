@@ -72,7 +72,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         database_url=f"sqlite:///{tmp / 'zhixun.db'}",
         admin_token=ADMIN_TOKEN,
         port=port,
-        chat={"rate_per_second": 50.0, "rate_burst": 200},
+        chat={"rate_per_second": 20.0, "rate_burst": 60},
     )
     app = create_app(settings)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws_max_size=65536))
