@@ -7,6 +7,7 @@ traceback: `passport.yml:42: passport.renew: materials.0.form: ...`.
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,21 @@ class SourcedEntry:
     line: int
 
 
+# YAML folds a line break in a `>-` block into a space, which is wrong between Chinese characters.
+_CJK = r"\u3000-\u303f\u4e00-\u9fff\uff00-\uffef"
+_FOLDED_SPACE = re.compile(f"(?<=[{_CJK}])[ \t]+(?=[{_CJK}])")
+
+
+def _unfold(value: Any) -> Any:
+    if isinstance(value, str):
+        return _FOLDED_SPACE.sub("", value)
+    if isinstance(value, list):
+        return [_unfold(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _unfold(v) for k, v in value.items()}
+    return value
+
+
 def _node_line(node: yaml.Node, loc: tuple[Any, ...]) -> int:
     """Line (1-based) of the YAML node at a pydantic error location."""
     for key in loc:
@@ -76,7 +92,7 @@ def read_file(path: Path) -> tuple[list[SourcedEntry], list[Problem]]:
         return [], [Problem(shown, line, "", f"YAML syntax: {getattr(exc, 'problem', exc)}")]
     if root is None:
         return [], [Problem(shown, 1, "", "file is empty")]
-    data = yaml.safe_load(text)
+    data = _unfold(yaml.safe_load(text))
     if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
         return [], [Problem(shown, 1, "", "expected a mapping with an 'entries:' list")]
     entries_node = next(v for k, v in root.value if k.value == "entries")
