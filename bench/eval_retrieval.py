@@ -24,7 +24,7 @@ from zhixun.settings import get_settings
 
 
 def outcomes(features: Features, queries: list[DevQuery], calibration: Calibration) -> list[dict]:
-    order, best, margin = top_features(features.fused(calibration.lexical_weight))
+    order, best, margin = top_features(features.fused(calibration.lexical_weight), features.covers)
     ids = features.ids
     rows = []
     for i, q in enumerate(queries):
@@ -64,9 +64,9 @@ def cross_validated(features: Features, queries: list[DevQuery], folds: int = 5)
     for k in range(folds):
         train = [i for i in range(len(queries)) if fold_of[i] != k]
         test = [i for i in range(len(queries)) if fold_of[i] == k]
-        sub = Features(features.dense[train], features.lexical[train], features.ids)
+        sub = Features(features.dense[train], features.lexical[train], features.ids, features.covers)
         calibration = fit(sub, [queries[i] for i in train])
-        held = Features(features.dense[test], features.lexical[test], features.ids)
+        held = Features(features.dense[test], features.lexical[test], features.ids, features.covers)
         rows += outcomes(held, [queries[i] for i in test], calibration)
     return summarise(rows)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from knowledge_base.retrieval import Calibration, KnowledgeIndex
+from knowledge_base.retrieval import Calibration, KnowledgeIndex, ordered
 
 DEV_SET = Path(__file__).resolve().parents[1] / "tests" / "data" / "dev.tsv"
 BLIND_SET = DEV_SET.with_name("blind.tsv")  # written without sight of the KB or dev set; report-only
@@ -55,21 +55,27 @@ class Features:
     dense: np.ndarray  # (queries, entries)
     lexical: np.ndarray
     ids: list[str]
+    covers: set[tuple[int, int]]
 
     @classmethod
     def compute(cls, index: KnowledgeIndex, queries: list[DevQuery]) -> Features:
         from knowledge_base.text import normalise
 
         pairs = [index.features(normalise(q.text)) for q in queries]
-        return cls(np.stack([d for d, _ in pairs]), np.stack([lex for _, lex in pairs]), [e.id for e in index.entries])
+        return cls(
+            np.stack([d for d, _ in pairs]),
+            np.stack([lex for _, lex in pairs]),
+            [e.id for e in index.entries],
+            index.covers,
+        )
 
     def fused(self, weight: float) -> np.ndarray:
         return self.dense + weight * self.lexical
 
 
-def top_features(fused: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Best entry index, its fused score and its margin over the runner-up, per query."""
-    order = np.argsort(-fused, axis=1)
+def top_features(fused: np.ndarray, covers: set[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-3 entry indices, the best one's fused score and its margin over the runner-up, per query."""
+    order = np.stack([ordered(row, covers, 3) for row in fused])
     rows = np.arange(len(fused))
     best, second = fused[rows, order[:, 0]], fused[rows, order[:, 1]]
     return order, best, best - second
@@ -81,11 +87,11 @@ def fit(features: Features, queries: list[DevQuery]) -> Calibration:
     ids = np.array(features.ids)
 
     def top1(weight: float) -> float:
-        order, _, _ = top_features(features.fused(weight))
+        order, _, _ = top_features(features.fused(weight), features.covers)
         return float((ids[order[scope, 0]] == labels[scope]).mean())
 
     weight = float(max(LEXICAL_WEIGHTS, key=lambda w: (round(top1(w), 4), -w)))
-    order, best, margin = top_features(features.fused(weight))
+    order, best, margin = top_features(features.fused(weight), features.covers)
     right = scope & (ids[order[:, 0]] == labels)
     model = LogisticRegression(C=10.0).fit(np.column_stack([best, margin]), right.astype(int))
     curve = Calibration(

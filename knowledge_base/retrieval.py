@@ -30,6 +30,7 @@ from knowledge_base.text import normalise
 log = logging.getLogger(__name__)
 Band = Literal["answer", "suggest", "none"]
 CALIBRATION_FILE = Path(__file__).resolve().parent / "calibration.json"
+THEME_TIE = 0.005  # fused-score difference below which a 一件事 theme is preferred to its component
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,9 @@ class KnowledgeIndex:
     def __init__(self, entries: list[Entry], cache: EmbeddingCache):
         self.entries = entries
         self.by_id = {e.id: e for e in entries}
+        position = {e.id: i for i, e in enumerate(entries)}
+        # (theme, component) document pairs: a 一件事 entry covers each of its component items.
+        self.covers = {(position[e.id], position[c.id]) for e in entries for c in e.components if c.id in position}
         self.lexical = BM25Index([entry_document(e) for e in entries])
         texts: list[tuple[int, str, str]] = []
         for doc, entry in enumerate(entries):
@@ -104,26 +108,31 @@ class KnowledgeIndex:
         return self.dense.scores(query), lex
 
 
+def ordered(fused: np.ndarray, covers: set[tuple[int, int]], k: int) -> np.ndarray:
+    """The best `k` documents, best first; a theme tied with its own component goes first (it answers both)."""
+    order = np.argsort(-fused)[:k]
+    if len(order) > 1 and (order[1], order[0]) in covers and fused[order[0]] - fused[order[1]] < THEME_TIE:
+        order[[0, 1]] = order[[1, 0]]
+    return order
+
+
 def rank(index: KnowledgeIndex, calibration: Calibration, query: str, k: int) -> list[Candidate]:
     dense, lexical = index.features(query)
     fused = dense + calibration.lexical_weight * lexical
-    order = np.argsort(-fused)[: max(k, 2)]
+    order = ordered(fused, index.covers, max(k, 2))
     best, second = float(fused[order[0]]), float(fused[order[1]]) if len(order) > 1 else 0.0
-    result = []
-    for i in order[:k]:
-        margin = float(fused[i]) - (second if i == order[0] else best)
-        e = index.entries[i]
-        result.append(
-            Candidate(
-                e.id,
-                e.title,
-                calibration.confidence(float(fused[i]), margin),
-                float(fused[i]),
-                float(dense[i]),
-                float(lexical[i]),
-            )
+    confidence = [
+        calibration.confidence(float(fused[i]), float(fused[i]) - (second if n == 0 else best))
+        for n, i in enumerate(order)
+    ]
+    if len(order) > 1 and (order[0], order[1]) in index.covers:
+        confidence[0] = max(confidence[0], confidence[1])  # a theme answers whatever its component answers
+    return [
+        Candidate(
+            index.entries[i].id, index.entries[i].title, conf, float(fused[i]), float(dense[i]), float(lexical[i])
         )
-    return result
+        for i, conf in zip(order[:k], confidence[:k], strict=True)
+    ]
 
 
 class Retriever:
