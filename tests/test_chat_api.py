@@ -191,3 +191,22 @@ def test_websocket_turn_with_typing_then_reply(live_server: LiveServer):
     assert typing == {"type": "typing", "client_id": "m1"}
     assert reply["type"] == "reply" and reply["client_id"] == "m1" and reply["kb_id"] == "passport.renew"
     assert binary["type"] == "error" and garbage["type"] == "error"
+
+
+def test_kb_edit_takes_effect_without_restart(live_server: LiveServer):
+    """A curator's change reaches retrieval in the running service (background index rebuild)."""
+    store = live_server.app.state.kb_store  # the same database the console will write to
+    entry = store.get("police.dog_license")
+    question = "紫藤湾三号专窗业务"  # a local nickname with no meaning until the curator teaches it
+    assert entry is not None
+    assert ask(live_server, question).json()["band"] != "answer"
+    store.save([entry.model_copy(update={"questions": [*entry.questions, question]})], author="curator")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        body = ask(live_server, question).json()
+        if body["kb_id"] == "police.dog_license" and body["band"] == "answer":
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"edit not picked up: {body['kb_id']} {body['band']}")
+    assert live_server.app.state.retriever.revision == store.revision()
