@@ -1,7 +1,7 @@
 """One typed settings object, read from `zhixun.toml` and `ZHIXUN_*` variables.
 
 Precedence, highest first: environment (`ZHIXUN_DATABASE_URL`, nested keys with
-`__`, e.g. `ZHIXUN_RETRIEVAL__ANSWER_THRESHOLD`), then the config file named by
+`__`, e.g. `ZHIXUN_CHAT__RATE_BURST`), then the config file named by
 `ZHIXUN_CONFIG` (default `./zhixun.toml`), then the defaults below, which make
 an embedded single-machine deployment.
 """
@@ -26,9 +26,6 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 class RetrievalSettings(BaseModel):
     model_dir: Path = PROJECT_DIR / "models" / "multilingual-e5-small"
     index_dir: Path = PROJECT_DIR / "var" / "index"
-    # Calibrated on tests/data/dev.tsv by `make eval`; see README "Answer quality".
-    answer_threshold: float = 0.62
-    suggest_threshold: float = 0.40
     max_candidates: int = Field(default=3, ge=1, le=10)
 
 
