@@ -19,16 +19,17 @@ import numpy as np
 from knowledge_base import files
 from knowledge_base.calibrate import BLIND_SET, DEV_SET, DevQuery, Features, against_kb, fit, read_dev_set, top_features
 from knowledge_base.embedding_model import embedding_cache
-from knowledge_base.retrieval import Calibration, KnowledgeIndex
+from knowledge_base.retrieval import Calibration, KnowledgeIndex, confidences
 from zhixun.settings import get_settings
 
 
 def outcomes(features: Features, queries: list[DevQuery], calibration: Calibration) -> list[dict]:
-    order, best, margin = top_features(features.fused(calibration.lexical_weight), features.covers)
+    fused = features.fused(calibration.lexical_weight)
+    order, _, _ = top_features(fused, features.covers)
     ids = features.ids
     rows = []
     for i, q in enumerate(queries):
-        confidence = calibration.confidence(float(best[i]), float(margin[i]))
+        confidence = confidences(calibration, fused[i], order[i], features.covers)[0]  # as the service computes it
         ranked = [ids[j] for j in order[i, :3]]
         rows.append({"query": q, "top3": ranked, "confidence": confidence, "band": calibration.band(confidence)})
     return rows

@@ -116,17 +116,25 @@ def ordered(fused: np.ndarray, covers: set[tuple[int, int]], k: int) -> np.ndarr
     return order
 
 
+def confidences(
+    calibration: Calibration, fused: np.ndarray, order: np.ndarray, covers: set[tuple[int, int]]
+) -> list[float]:
+    """Calibrated confidence of each ranked document (`order` as from `ordered`)."""
+    best, second = float(fused[order[0]]), float(fused[order[1]]) if len(order) > 1 else 0.0
+    result = [
+        calibration.confidence(float(fused[i]), float(fused[i]) - (second if n == 0 else best))
+        for n, i in enumerate(order)
+    ]
+    if len(order) > 1 and (order[0], order[1]) in covers:
+        result[0] = max(result[0], result[1])  # a theme answers whatever its component answers
+    return result
+
+
 def rank(index: KnowledgeIndex, calibration: Calibration, query: str, k: int) -> list[Candidate]:
     dense, lexical = index.features(query)
     fused = dense + calibration.lexical_weight * lexical
     order = ordered(fused, index.covers, max(k, 2))
-    best, second = float(fused[order[0]]), float(fused[order[1]]) if len(order) > 1 else 0.0
-    confidence = [
-        calibration.confidence(float(fused[i]), float(fused[i]) - (second if n == 0 else best))
-        for n, i in enumerate(order)
-    ]
-    if len(order) > 1 and (order[0], order[1]) in index.covers:
-        confidence[0] = max(confidence[0], confidence[1])  # a theme answers whatever its component answers
+    confidence = confidences(calibration, fused, order, index.covers)
     return [
         Candidate(
             index.entries[i].id, index.entries[i].title, conf, float(fused[i]), float(dense[i]), float(lexical[i])
