@@ -10,10 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bot.messages import Button, ButtonsMessage, KBCard, RichMessage, TextMessage
+from bot.messages import Button, ButtonsMessage, KBCard, RichMessage, TextMessage, parse_payload, payload
+from knowledge_base.related import next_items
 from knowledge_base.retrieval import Band, Candidate, Retriever, SearchResult
-
-KB_PAYLOAD = re.compile(r"^kb:([a-z0-9_.]+)$")
 
 HOT_ITEMS = (
     "passport.renew",
@@ -32,53 +31,76 @@ SCOPE = "我是智询政务服务助手，可以解答证件办理、户籍、�
 
 
 @dataclass(frozen=True)
+class Scored:
+    kb_id: str
+    score: float
+
+
+@dataclass(frozen=True)
 class Answer:
     replies: list[RichMessage]
     band: Band
-    candidates: list[Candidate]
+    candidates: list[Scored]
     kb_id: str | None
+    handoff: str | None = None  # why a person was asked for, when one was
+
+
+def scored(candidates: list[Candidate]) -> list[Scored]:
+    return [Scored(c.kb_id, round(c.confidence, 4)) for c in candidates]
+
+
+def item_button(kb_id: str, title: str) -> Button:
+    return Button(title=title, payload=payload("ask_service", kb_id=kb_id))
 
 
 class KBAnswerer:
     def __init__(self, retriever: Retriever):
         self.retriever = retriever
 
-    def respond(self, text: str, payload: str | None = None) -> Answer:
-        chosen = KB_PAYLOAD.match(payload or "")
-        if chosen and self.retriever.entry(chosen.group(1)):
-            return self._card(chosen.group(1), SearchResult("answer", []))
+    def respond(self, text: str, button: str | None = None) -> Answer:
+        """Answer from the KB alone. A pressed item button is honoured; other buttons count as their text."""
+        pressed = parse_payload(button or text)
+        kb_id = pressed[1].get("kb_id") if pressed else None
+        if kb_id and self.retriever.entry(kb_id):
+            return Answer(self.card(kb_id), "answer", [], kb_id)
         small_talk = self._small_talk(text.strip())
         if small_talk:
-            return Answer([TextMessage(text=small_talk), self._hot_questions("您可以这样问我：")], "none", [], None)
+            return Answer([TextMessage(text=small_talk), self.hot_questions("您可以这样问我：")], "none", [], None)
         result = self.retriever.search(text)
         best = result.best
         if result.band == "answer" and best:
-            return self._card(best.kb_id, result)
+            return Answer(self.card(best.kb_id), "answer", scored(result.candidates), best.kb_id)
         if result.band == "suggest" and best:
-            options = [c for c in result.candidates if c.confidence >= best.confidence / 4][:3]
-            buttons = [Button(title=c.title, payload=f"kb:{c.kb_id}") for c in options]
-            message = "我不太确定您问的是哪个事项，您是想了解以下哪一项？也可以换个说法再问我。"
-            return Answer([ButtonsMessage(text=message, buttons=buttons)], "suggest", result.candidates, best.kb_id)
-        reply = TextMessage(
-            text=f"抱歉，这个问题不在我能解答的范围内。{SCOPE}如需其他帮助，可拨打12345政务服务便民热线。"
-        )
-        return Answer(
-            [reply, self._hot_questions("大家常问：")], "none", result.candidates, best.kb_id if best else None
-        )
+            return Answer([self.suggestions(result)], "suggest", scored(result.candidates), best.kb_id)
+        return Answer(self.not_covered(), "none", scored(result.candidates), best.kb_id if best else None)
 
-    def _card(self, kb_id: str, result: SearchResult) -> Answer:
+    def card(self, kb_id: str) -> list[RichMessage]:
+        """The item's card, then what people usually need next."""
         index = self.retriever.index
         entry = index.by_id[kb_id]
         titles = {e.id: e.title for e in index.entries}
         replies: list[RichMessage] = [KBCard.from_entry(entry, titles)]
-        if entry.related:
-            buttons = [Button(title=titles[r], payload=f"kb:{r}") for r in entry.related[:4] if r in titles]
+        following = next_items(entry, index.entries)
+        if following:
+            buttons = [item_button(i, titles[i]) for i in following]
             replies.append(ButtonsMessage(text="办完这件事，大家通常还会办：", buttons=buttons))
-        return Answer(replies, "answer", result.candidates, kb_id)
+        return replies
 
-    def _hot_questions(self, text: str) -> ButtonsMessage:
+    def suggestions(self, result: SearchResult) -> ButtonsMessage:
+        best = result.candidates[0]
+        options = [c for c in result.candidates if c.confidence >= best.confidence / 4][:3]
+        buttons = [item_button(c.kb_id, c.title) for c in options]
+        return ButtonsMessage(text="您是不是想问以下事项？请点选，也可以换个说法再问我。", buttons=buttons)
+
+    def not_covered(self) -> list[RichMessage]:
+        reply = TextMessage(
+            text=f"抱歉，这个问题不在我能解答的范围内。{SCOPE}如需其他帮助，可拨打12345政务服务便民热线。"
+        )
+        return [reply, self.hot_questions("大家常问：")]
+
+    def hot_questions(self, text: str) -> ButtonsMessage:
         index = self.retriever.index
-        buttons = [Button(title=index.by_id[i].title, payload=f"kb:{i}") for i in HOT_ITEMS if i in index.by_id]
+        buttons = [item_button(i, index.by_id[i].title) for i in HOT_ITEMS if i in index.by_id]
         return ButtonsMessage(text=text, buttons=buttons)
 
     @staticmethod

@@ -2,16 +2,42 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from bot.checklists import Checklist
 from knowledge_base.schema import Component, Entry, Image, Material, Steps
 
 
 class Button(BaseModel):
     title: str
-    payload: str  # sent back verbatim when pressed, e.g. "kb:passport.renew"
+    payload: str = ""  # sent back verbatim when pressed, e.g. '/ask_service{"kb_id":"passport.renew"}'
+    url: str = ""  # a link button (e.g. apply online, print the checklist) opens this instead
+
+
+def payload(intent: str, **entities: str) -> str:
+    """A button payload in Rasa's format: the intent and entities, so NLU is skipped when pressed."""
+    return f"/{intent}{json.dumps(entities, ensure_ascii=False, separators=(',', ':'))}" if entities else f"/{intent}"
+
+
+_PAYLOAD = re.compile(r"^/(?P<intent>[a-z_]+)(?P<entities>\{.*\})?$", re.S)
+
+
+def parse_payload(text: str) -> tuple[str, dict[str, str]] | None:
+    """The intent and entities of a button payload, or None if `text` is not one."""
+    match = _PAYLOAD.match(text.strip())
+    if not match:
+        return None
+    try:
+        entities = json.loads(match.group("entities") or "{}")
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(entities, dict):
+        return None
+    return match.group("intent"), {str(k): str(v) for k, v in entities.items()}
 
 
 class TextMessage(BaseModel):
@@ -61,4 +87,13 @@ class KBCard(BaseModel):
         return cls(kb_id=entry.id, related=related, **data)
 
 
-RichMessage = Annotated[TextMessage | ButtonsMessage | KBCard, Field(discriminator="type")]
+class ChecklistCard(BaseModel):
+    """A citizen's own material checklist, with links to its print page and PDF."""
+
+    type: Literal["checklist"] = "checklist"
+    checklist: Checklist
+    print_url: str
+    pdf_url: str
+
+
+RichMessage = Annotated[TextMessage | ButtonsMessage | KBCard | ChecklistCard, Field(discriminator="type")]

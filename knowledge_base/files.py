@@ -148,7 +148,8 @@ def cross_check(
     linkable = set(by_id) | set(known_ids)
     for item in by_id.values():
         e = item.entry
-        for ref in [*e.related, *(c.id for c in e.components)]:
+        scenario_items = [m.for_item for m in e.scenario.materials if m.for_item] if e.scenario else []
+        for ref in [*e.related, *(c.id for c in e.components), *scenario_items]:
             if ref not in linkable:
                 problems.append(Problem(item.path, item.line, e.id, f"unknown related/component id {ref!r}"))
     if required_ids is not None:

@@ -60,6 +60,128 @@ class Component(_Strict):
     note: str = Field(min_length=2)
 
 
+SLUG = r"^[a-z][a-z0-9_]*$"
+Conditions = dict[str, list[str]]  # question id -> option ids; all questions must match, any option of each
+
+
+class Option(_Strict):
+    """One answer to a 情形 question: a button label plus words that pick it in free text."""
+
+    id: str = Field(pattern=SLUG)
+    label: str = Field(min_length=1, max_length=24)
+    synonyms: list[str] = Field(default_factory=list)
+
+
+class ScenarioQuestion(_Strict):
+    id: str = Field(pattern=SLUG)
+    ask: str = Field(min_length=4)
+    options: list[Option] = Field(min_length=2, max_length=8)
+    when: Conditions = Field(default_factory=dict)  # asked only when earlier answers match
+
+
+class SampleField(_Strict):
+    """One line of a filled-in form sample (填写样表)."""
+
+    label: str = Field(min_length=1)
+    example: str = Field(min_length=1)
+
+
+class ScenarioMaterial(Material):
+    when: Conditions = Field(default_factory=dict)
+    for_item: str = ""  # the component item this document is for (一件事 themes)
+    sample_fields: list[SampleField] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _forms_have_samples(self) -> ScenarioMaterial:
+        if self.form == "form" and not (self.sample or self.sample_fields):
+            raise ValueError(f"form {self.name!r} needs a sample or sample_fields")
+        return self
+
+
+class ScenarioNote(_Strict):
+    text: str = Field(min_length=4)
+    when: Conditions = Field(default_factory=dict)
+
+
+class Scenario(_Strict):
+    """Guided 情形 questions whose answers select the applicant's own checklist.
+
+    Rules, not code: each material and note carries `when` conditions over
+    earlier answers, so a curator can add a scenario without touching Python.
+    """
+
+    intro: str = Field(min_length=4)
+    questions: list[ScenarioQuestion] = Field(min_length=1, max_length=8)
+    materials: list[ScenarioMaterial] = Field(min_length=1)
+    notes: list[ScenarioNote] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _conditions_refer_to_earlier_questions(self) -> Scenario:
+        options: dict[str, set[str]] = {}
+        for question in self.questions:
+            if question.id in options:
+                raise ValueError(f"question id {question.id!r} repeated")
+            _check_conditions(question.when, options, f"question {question.id}")
+            ids = [o.id for o in question.options]
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"question {question.id}: option ids repeated")
+            options[question.id] = set(ids)
+        for material in self.materials:
+            _check_conditions(material.when, options, f"material {material.name}")
+        for note in self.notes:
+            _check_conditions(note.when, options, f"note {note.text[:12]}")
+        for answers in self.answer_paths():
+            if not self.checklist(answers):
+                raise ValueError(f"answers {answers} select no material")
+        return self
+
+    def next_question(self, answers: dict[str, str]) -> ScenarioQuestion | None:
+        for question in self.questions:
+            if question.id not in answers and matches(question.when, answers):
+                return question
+        return None
+
+    def checklist(self, answers: dict[str, str]) -> list[ScenarioMaterial]:
+        return [m for m in self.materials if matches(m.when, answers)]
+
+    def notes_for(self, answers: dict[str, str]) -> list[str]:
+        return [n.text for n in self.notes if matches(n.when, answers)]
+
+    def situation(self, answers: dict[str, str]) -> str:
+        """The chosen options as one title line, e.g. 「便利店 · 不现制现售 · 租赁场地」."""
+        labels = []
+        for question in self.questions:
+            chosen = answers.get(question.id)
+            labels += [o.label for o in question.options if o.id == chosen]
+        return " · ".join(labels)
+
+    def answer_paths(self) -> list[dict[str, str]]:
+        """Every complete set of answers a citizen can give (questions skipped by `when` stay out)."""
+        paths: list[dict[str, str]] = [{}]
+        done: list[dict[str, str]] = []
+        while paths:
+            answers = paths.pop()
+            question = self.next_question(answers)
+            if question is None:
+                done.append(answers)
+                continue
+            paths += [{**answers, question.id: o.id} for o in question.options]
+        return done
+
+
+def matches(conditions: Conditions, answers: dict[str, str]) -> bool:
+    return all(answers.get(question) in allowed for question, allowed in conditions.items())
+
+
+def _check_conditions(conditions: Conditions, known: dict[str, set[str]], where: str) -> None:
+    for question, allowed in conditions.items():
+        if question not in known:
+            raise ValueError(f"{where}: condition on unknown or later question {question!r}")
+        unknown = set(allowed) - known[question]
+        if unknown or not allowed:
+            raise ValueError(f"{where}: unknown options {sorted(unknown)} for question {question!r}")
+
+
 class Entry(_Strict):
     id: str
     title: str = Field(min_length=2)
@@ -84,6 +206,7 @@ class Entry(_Strict):
     # 一件事 (onething.*) entries only:
     components: list[Component] = Field(default_factory=list)
     joint_application: str = ""
+    scenario: Scenario | None = None
 
     @field_validator("id")
     @classmethod

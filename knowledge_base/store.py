@@ -121,6 +121,12 @@ class KBStore:
                 EntryVersion(r.version, r.created_at, r.created_by, r.note, Entry.model_validate(r.data)) for r in rows
             ]
 
+    def version(self, entry_id: str) -> int:
+        """The entry's current version number (0 if it does not exist)."""
+        with Session(self.engine) as session:
+            row = session.get(EntryRow, entry_id)
+            return row.version if row else 0
+
     def revision(self) -> int:
         """A number that grows with every saved change (the newest version row)."""
         with Session(self.engine) as session:

@@ -22,6 +22,28 @@ fi
 
 "$VENV/bin/python" -m knowledge_base.embedding_model models/multilingual-e5-small
 
+# Rasa lives in its own venv: its pins (TensorFlow 2.12, numpy 1.23, SQLAlchemy 1.4, pydantic 1) clash with the app's.
+RASA_VENV=.venv-rasa
+RASA_STAMP=$RASA_VENV/.zhixun-installed
+rasa_stamp=$(sha256sum requirements/rasa.lock | cut -c1-16)
+if [ ! -x "$RASA_VENV/bin/rasa" ] || [ "$(cat "$RASA_STAMP" 2>/dev/null)" != "$rasa_stamp" ]; then
+  echo "== installing Rasa 3.6 into $RASA_VENV"
+  [ -x "$RASA_VENV/bin/python" ] || "$PYTHON" -m venv "$RASA_VENV"
+  # rasa/rasa-sdk declare python<3.11 but run on 3.11; everything else comes from the verified lock.
+  "$RASA_VENV/bin/pip" install -q --disable-pip-version-check --ignore-requires-python --no-deps rasa==3.6.21 rasa-sdk==3.6.2
+  "$RASA_VENV/bin/pip" install -q --disable-pip-version-check -r requirements/rasa.lock
+  echo "$rasa_stamp" > "$RASA_STAMP"
+fi
+
+# Trains only when config, domain, training data or the KB's questions changed (model named by their hash).
+mkdir -p var/log
+if ! "$VENV/bin/python" -m bot.rasa_training > var/log/rasa-train.log 2>&1; then
+  tail -30 var/log/rasa-train.log >&2
+  echo "!! rasa training failed (full log: var/log/rasa-train.log)" >&2
+  exit 1
+fi
+tail -1 var/log/rasa-train.log
+
 if [ "${1:-}" = "--test" ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing Debian's chromium for the browser tests"

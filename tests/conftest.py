@@ -14,7 +14,7 @@ import httpx
 import pytest
 import uvicorn
 
-from zhixun.settings import Settings
+from zhixun.settings import RasaSettings, Settings
 
 ADMIN_TOKEN = "test-admin-token"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -62,10 +62,28 @@ class LiveServer:
         return self.base_url.replace("http://", "ws://") + "/ws/chat"
 
 
-@pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def _serve(settings: Settings) -> tuple[uvicorn.Server, threading.Thread, object]:
     from zhixun.app import create_app
 
+    app = create_app(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning", ws_max_size=65536)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{settings.port}"
+    for _ in range(200):
+        try:
+            if httpx.get(base + "/health", timeout=1).status_code == 200:
+                return server, thread, app
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not start")
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The app answering from the KB alone (Rasa disabled): the path taken whenever Rasa is down."""
     tmp = tmp_path_factory.mktemp("server")
     port = free_port()
     settings = Settings(
@@ -73,20 +91,57 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         admin_token=ADMIN_TOKEN,
         port=port,
         chat={"rate_per_second": 20.0, "rate_burst": 60},
+        rasa={"enabled": False},
     )
-    app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws_max_size=65536))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(base + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    else:
-        raise RuntimeError("server did not start")
-    yield LiveServer(base, settings, app)
+    server, thread, app = _serve(settings)
+    yield LiveServer(f"http://127.0.0.1:{port}", settings, app)
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@dataclass
+class DialogueServer(LiveServer):
+    rasa: object
+
+
+@pytest.fixture(scope="session")
+def dialogue_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DialogueServer]:
+    """The whole service: the app plus a real Rasa server (trained model from `make setup`) as a child process."""
+    from bot.rasa_process import RasaLaunch, RasaProcess
+    from bot.rasa_training import latest_model
+
+    tmp = tmp_path_factory.mktemp("dialogue")
+    port, rasa_port = free_port(), free_port()
+    rasa_settings = RasaSettings(
+        port=rasa_port, action_token="test-action-token", tracker_url=f"sqlite:///{tmp / 'tracker.db'}"
+    )
+    model = latest_model(rasa_settings.models_dir)
+    assert model is not None, "no trained Rasa model: run `make setup`"
+    settings = Settings(
+        database_url=f"sqlite:///{tmp / 'zhixun.db'}",
+        admin_token=ADMIN_TOKEN,
+        port=port,
+        chat={"rate_per_second": 50.0, "rate_burst": 200},
+        rasa=rasa_settings,
+    )
+    rasa = RasaProcess(
+        RasaLaunch(
+            model=model,
+            port=rasa_port,
+            action_url=f"http://127.0.0.1:{port}/webhook",
+            action_token=rasa_settings.action_token,
+            tracker_url=rasa_settings.tracker_url,
+            log_file=tmp / "rasa.log",
+            workdir=tmp / "rasa",
+        ),
+        check_every=0.5,
+    )
+    rasa.start()
+    server, thread, app = _serve(settings)
+    try:
+        assert rasa.wait_healthy(240), (tmp / "rasa.log").read_text()[-3000:]
+        yield DialogueServer(f"http://127.0.0.1:{port}", settings, app, rasa)
+    finally:
+        rasa.stop()
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -10,6 +10,7 @@ import httpx
 import pytest
 import websockets
 
+from bot.messages import parse_payload, payload
 from tests.conftest import ADMIN_TOKEN, LiveServer
 
 pytestmark = pytest.mark.slow
@@ -49,7 +50,10 @@ def test_issue_questions_get_the_right_card_in_one_turn(live_server: LiveServer,
 def test_related_items_follow_the_answer_as_buttons(live_server: LiveServer):
     replies = ask(live_server, "出生医学证明怎么办").json()["replies"]
     buttons = next(r for r in replies if r["type"] == "buttons")
-    assert all(b["payload"].startswith("kb:") for b in buttons["buttons"]) and buttons["buttons"]
+    kb_ids = [parse_payload(b["payload"])[1]["kb_id"] for b in buttons["buttons"]]
+    assert "hukou.newborn" in kb_ids and all(
+        parse_payload(b["payload"])[0] == "ask_service" for b in buttons["buttons"]
+    )
 
 
 @pytest.mark.parametrize("question", ["今天天气怎么样", "帮我买个手机", "给我讲个笑话吧"])
@@ -65,11 +69,13 @@ def test_vague_question_offers_guesses_as_buttons(live_server: LiveServer):
     assert body["band"] in {"suggest", "answer"}
     if body["band"] == "suggest":
         buttons = body["replies"][0]["buttons"]
-        assert 2 <= len(buttons) <= 3 and all(b["payload"].startswith("kb:passport.") for b in buttons[:2])
+        assert 2 <= len(buttons) <= 3 and all(
+            parse_payload(b["payload"])[1]["kb_id"].startswith("passport.") for b in buttons[:2]
+        )
 
 
 def test_pressing_a_button_answers_that_item(live_server: LiveServer):
-    body = ask(live_server, "普通护照补发", payload="kb:passport.lost").json()
+    body = ask(live_server, "普通护照补发", payload=payload("ask_service", kb_id="passport.lost")).json()
     assert body["band"] == "answer" and body["kb_id"] == "passport.lost"
 
 

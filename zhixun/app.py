@@ -8,10 +8,18 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+import bot.actions  # noqa: F401  (registers the custom actions)
+from bot.action_server import router as action_router
 from bot.answers import KBAnswerer
+from bot.appointments import Appointments
+from bot.checklists import ChecklistStore
+from bot.dialogue import Dialogue
+from bot.handoff import HandoffStore
+from bot.rasa_client import RasaClient
 from bot.service import ChatService
 from bot.transcripts import TranscriptStore
 from connectors.web import errors
+from connectors.web.checklist_pages import router as checklist_router
 from connectors.web.ratelimit import TokenBucket
 from connectors.web.routes import STATIC_DIR
 from connectors.web.routes import router as web_router
@@ -55,17 +63,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="智询 Zhixun", version="0.1.0", description="政务服务咨询助手 API")
     app.state.settings = settings
     app.state.kb_store, app.state.transcripts, app.state.retriever = kb_store, transcripts, retriever
-    app.state.chat_service = ChatService(transcripts, KBAnswerer(retriever))
+    answerer = KBAnswerer(retriever)
+    app.state.dialogue = Dialogue(
+        retriever=retriever,
+        answerer=answerer,
+        kb_store=kb_store,
+        handoffs=HandoffStore(engine, transcripts),
+        checklists=ChecklistStore(engine),
+        appointments=Appointments(engine, settings.appointments.halls_file, settings.appointments.timezone),
+        public_base_url=settings.public_base_url,
+    )
+    app.state.action_token = settings.rasa.action_token
+    rasa = RasaClient(settings.rasa.server_url) if settings.rasa.enabled else None
+    app.state.chat_service = ChatService(transcripts, answerer, rasa)
     app.state.rate_limiter = TokenBucket(settings.chat.rate_per_second, settings.chat.rate_burst)
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=64 * 1024)
     app.include_router(web_router)
     app.include_router(console_router)
+    app.include_router(action_router)
+    app.include_router(checklist_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.mount("/kb-media", StaticFiles(directory=KB_MEDIA_DIR), name="kb-media")
 
     @app.get("/health", tags=["ops"])
     def health() -> dict:
-        return {"status": "ok", "kb_entries": len(retriever.index.entries), "kb_revision": retriever.revision}
+        return {
+            "status": "ok",
+            "kb_entries": len(retriever.index.entries),
+            "kb_revision": retriever.revision,
+            "dialogue": "rasa" if rasa is not None and rasa.reachable() else "kb_only",
+        }
 
     return app

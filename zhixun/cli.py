@@ -105,10 +105,51 @@ def transcripts_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def start_rasa(settings: Settings, app_port: int):
+    """Start the supervised Rasa child; app workers find its token in the environment."""
+    import os
+    import secrets
+
+    from bot.rasa_process import RasaLaunch, RasaProcess
+    from bot.rasa_training import PROJECT_DIR, latest_model
+
+    model = latest_model(settings.rasa.models_dir)
+    if model is None:
+        print("no trained Rasa model: run `make setup`; answering from the KB alone", file=sys.stderr)
+        return None
+    token = settings.rasa.action_token or secrets.token_urlsafe(24)
+    os.environ["ZHIXUN_RASA__ACTION_TOKEN"] = token
+    get_settings.cache_clear()  # the app (and any worker process) reads the token from the environment
+    process = RasaProcess(
+        RasaLaunch(
+            model=model,
+            port=settings.rasa.port,
+            action_url=f"http://127.0.0.1:{app_port}/webhook",
+            action_token=token,
+            tracker_url=settings.rasa.tracker_url,
+            log_file=PROJECT_DIR / "var" / "log" / "rasa.log",
+            workdir=PROJECT_DIR / "var" / "rasa",
+        )
+    )
+    process.start()
+    return process
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = get_settings()
+    port = args.port or settings.port
+    rasa = start_rasa(settings, port) if settings.rasa.enabled and settings.rasa.manage else None
+    try:
+        _serve(uvicorn, args, settings)
+    finally:
+        if rasa is not None:
+            rasa.stop()
+    return 0
+
+
+def _serve(uvicorn, args: argparse.Namespace, settings: Settings) -> None:
     uvicorn.run(
         "zhixun.app:create_app",
         factory=True,
@@ -119,7 +160,6 @@ def run(args: argparse.Namespace) -> int:
         proxy_headers=True,
         log_level="info",
     )
-    return 0
 
 
 def _date(text: str) -> dt.datetime:

@@ -36,6 +36,27 @@ class ChatSettings(BaseModel):
     rate_burst: int = 20
 
 
+class RasaSettings(BaseModel):
+    enabled: bool = True  # false: answer from the KB alone (no dialogue, no scenarios)
+    manage: bool = True  # `zhixun run` starts Rasa as a child process; false: use `url` (your own Rasa)
+    url: str = ""  # default http://127.0.0.1:{port}
+    port: int = 5005
+    models_dir: Path = PROJECT_DIR / "models" / "rasa"
+    # Dialogue state store for Rasa; default a SQLite file next to the app's database.
+    tracker_url: str = f"sqlite:///{PROJECT_DIR / 'var' / 'rasa' / 'tracker.db'}"
+    # Shared secret Rasa sends to the app's action endpoint; `zhixun run` makes one per start if empty.
+    action_token: str = ""
+
+    @property
+    def server_url(self) -> str:
+        return self.url or f"http://127.0.0.1:{self.port}"
+
+
+class AppointmentSettings(BaseModel):
+    halls_file: Path = PROJECT_DIR / "bot" / "data" / "halls.yml"
+    timezone: str = "Asia/Shanghai"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ZHIXUN_", env_nested_delimiter="__", extra="ignore")
 
@@ -47,6 +68,8 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"
     retrieval: RetrievalSettings = RetrievalSettings()
     chat: ChatSettings = ChatSettings()
+    rasa: RasaSettings = RasaSettings()
+    appointments: AppointmentSettings = AppointmentSettings()
 
     @classmethod
     def settings_customise_sources(

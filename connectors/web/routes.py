@@ -53,7 +53,8 @@ def to_response(turn: Turn) -> ChatResponse:
         replies=answer.replies,
         kb_id=answer.kb_id,
         band=answer.band,
-        candidates=[ScoredCandidate(kb_id=c.kb_id, score=round(c.confidence, 4)) for c in answer.candidates],
+        candidates=[ScoredCandidate(kb_id=c.kb_id, score=c.score) for c in answer.candidates],
+        handoff=answer.handoff,
     )
 
 

@@ -32,6 +32,9 @@ class ChatResponse(BaseModel):
     kb_id: str | None = Field(description="The item answered, or the top candidate; null when nothing matched.")
     band: Literal["answer", "suggest", "none"]
     candidates: list[ScoredCandidate] = Field(description="Ranked best first.")
+    handoff: str | None = Field(
+        default=None, description="Set when this turn asked for a person: requested, complaint or repeated_miss."
+    )
 
 
 class ErrorBody(BaseModel):

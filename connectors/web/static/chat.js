@@ -72,6 +72,11 @@
     box.appendChild(el("p", null, m.text));
     var row = el("div", "choices");
     m.buttons.forEach(function (b) {
+      var href = safeHref(b.url);
+      if (href) {
+        var link = el("a", "choice-link", b.title); link.href = href; link.target = "_blank"; link.rel = "noopener";
+        row.appendChild(link); return;
+      }
       var button = el("button", null, b.title);
       button.type = "button";
       button.addEventListener("click", function () { send(b.title, b.payload); });
@@ -81,11 +86,45 @@
     return box;
   }
 
+  function renderChecklist(m) {
+    var c = m.checklist;
+    var card = el("article", "card checklist");
+    card.setAttribute("data-checklist-id", c.id);
+    card.appendChild(el("h2", null, c.title + "材料清单"));
+    card.appendChild(el("div", "dept", "您的情形：" + c.situation));
+    section(card, "需要准备的材料（共" + c.materials.length + "项）", c.materials.map(function (item) {
+      var li = el("li", null, item.name);
+      li.appendChild(el("span", "tag", item.form_label + " " + item.count + "份"));
+      if (item.for_item) li.appendChild(el("div", "note", "用于：" + item.for_item));
+      if (item.note) li.appendChild(el("div", "note", item.note));
+      if (item.sample_fields && item.sample_fields.length) {
+        var sample = el("details", "sample"); sample.appendChild(el("summary", null, "填写样例"));
+        var dl = el("dl", "facts");
+        item.sample_fields.forEach(function (f) { dl.appendChild(el("dt", null, f.label)); dl.appendChild(el("dd", null, f.example)); });
+        sample.appendChild(dl); li.appendChild(sample);
+      }
+      return li;
+    }), true);
+    section(card, "温馨提示", c.notes);
+    var more = el("details"); more.appendChild(el("summary", null, "办理依据"));
+    more.appendChild(el("p", null, (c.legal_basis || []).join("；"))); card.appendChild(more);
+    var links = el("div", "choices");
+    [["打印清单", m.print_url, false], ["下载PDF", m.pdf_url, true]].forEach(function (spec) {
+      var href = safeHref(spec[1]); if (!href) return;
+      var a = el("a", "choice-link", spec[0]); a.href = href;
+      if (spec[2]) a.setAttribute("download", ""); else { a.target = "_blank"; a.rel = "noopener"; }
+      links.appendChild(a);
+    });
+    card.appendChild(links);
+    return card;
+  }
+
   function renderReply(frame) {
     if (frame.conversation_id) { conversationId = frame.conversation_id; sessionStorage.setItem("zhixun.conversation", conversationId); }
     var firstCard = null;
     frame.replies.forEach(function (m) {
       if (m.type === "kb_card") { var card = add(renderCard(m)); firstCard = firstCard || card; }
+      else if (m.type === "checklist") { var list = add(renderChecklist(m)); firstCard = firstCard || list; }
       else if (m.type === "buttons") add(renderButtons(m));
       else add(el("div", "msg bot", m.text));
     });
