@@ -44,7 +44,7 @@ def test_held_out_set_is_not_copied_from_training(tmp_path: Path):
     exact = {normalise_question(t) for t in trained}
     grams = [bigrams(t) for t in trained if len(normalise_question(t)) >= 6]
     held = examples(HELD_OUT)
-    assert Counter(i for i, _ in held).most_common()[-1][1] >= 25
+    assert Counter(i for i, _ in held).most_common()[-1][1] >= 15
     # Very short replies (您好, 是的, 算了) are the same words whoever writes them.
     leaks = [t for _, t in held if len(normalise_question(t)) >= 4 and normalise_question(t) in exact]
     for _, text in held:
