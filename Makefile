@@ -19,6 +19,7 @@ test: setup-test
 
 eval: setup
 	$(PY) -m bench.eval_retrieval
+	$(PY) -m bench.eval_intents
 
 calibrate: setup
 	$(PY) -m bench.eval_retrieval --calibrate

@@ -3,10 +3,13 @@
     python -m bench.chat_latency                 # starts `zhixun run` on a free port with a scratch database
     python -m bench.chat_latency --url URL --pid PID   # measure a service you started yourself
 
-Each simulated citizen holds one conversation and asks questions one after
-another (questions drawn from the in-scope dev set, so these are retrieval-only
-answers). Prints p50/p95/p99 latency and turns/s at 1, 10 and 50 concurrent
-conversations, and the server process's resident memory.
+Each simulated citizen holds one conversation with no pause between turns
+(a closed loop: harsher than real typing): a question drawn from the in-scope
+dev set, then a follow-up about it (要多久 / 在哪里办 …), and so on. Every turn
+goes through Rasa (NLU, policies, the app's custom actions); questions about
+items with a scenario start the guided form. Prints p50/p95/p99 latency and
+turns/s at 1, 10 and 50 concurrent conversations, and the resident memory of
+the app and its Rasa child together.
 """
 
 from __future__ import annotations
@@ -31,15 +34,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
-    """(current, peak) resident set size of a process, in MiB."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+    """(current, peak) resident set size of a process and its children (Rasa), in MiB."""
+    current = peak = 0.0
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for each in [pid, *map(int, children)]:
+        lines = Path(f"/proc/{each}/status").read_text().splitlines()
+        fields = dict(line.split(":", 1) for line in lines if ":" in line)
+        current += int(fields["VmRSS"].split()[0]) / 1024
+        peak += int(fields["VmHWM"].split()[0]) / 1024
+    return current, peak
+
+
+FOLLOW_UPS = ["要多久", "在哪里办", "要钱吗", "需要带什么材料", "几点上班"]
 
 
 async def citizen(client: httpx.AsyncClient, questions: list[str], turns: int, latencies: list[float]) -> None:
     conversation_id = None
-    for _ in range(turns):
-        body = {"text": random.choice(questions)}
+    for turn in range(turns):
+        body = {"text": random.choice(questions if turn % 2 == 0 else FOLLOW_UPS)}
         if conversation_id:
             body["conversation_id"] = conversation_id
         start = time.perf_counter()
@@ -60,10 +72,14 @@ async def load(url: str, questions: list[str], concurrency: int, turns: int) -> 
     return latencies, elapsed
 
 
-def start_service() -> tuple[subprocess.Popen, str]:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+def start_service() -> tuple[subprocess.Popen, str]:
+    port = free_port()
     scratch = Path(tempfile.mkdtemp(prefix="zhixun-bench-"))
     env = dict(
         os.environ,
@@ -71,6 +87,8 @@ def start_service() -> tuple[subprocess.Popen, str]:
         ZHIXUN_PORT=str(port),
         ZHIXUN_CHAT__RATE_PER_SECOND="1000000",
         ZHIXUN_CHAT__RATE_BURST="1000000",
+        ZHIXUN_RASA__PORT=str(free_port()),
+        ZHIXUN_RASA__TRACKER_URL=f"sqlite:///{scratch / 'tracker.db'}",
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "zhixun.cli", "run"],
@@ -80,14 +98,15 @@ def start_service() -> tuple[subprocess.Popen, str]:
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
+    for _ in range(900):  # the app answers at once; Rasa takes a while to load its model
         try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
+            if httpx.get(url + "/health", timeout=1).json().get("dialogue") == "rasa":
                 return process, url
         except httpx.HTTPError:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.2)
     process.kill()
-    raise RuntimeError("service did not start within 120 s")
+    raise RuntimeError("service (with Rasa) did not start within 180 s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         process, url = start_service()
         pid = process.pid
     try:
-        print(f"service {url}, {os.cpu_count()} CPU cores, {len(questions)} distinct questions")
+        dialogue = httpx.get(url + "/health", timeout=5).json().get("dialogue")
+        print(f"service {url} (dialogue: {dialogue}), {os.cpu_count()} CPU cores, {len(questions)} distinct questions")
         print("\n| concurrent conversations | turns | p50 ms | p95 ms | p99 ms | turns/s |")
         print("|---|---|---|---|---|---|")
         for level in (int(x) for x in args.levels.split(",")):
@@ -116,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {level} | {len(ms)} | {p50:.1f} | {p95:.1f} | {p99:.1f} | {len(ms) / elapsed:.1f} |")
         if pid:
             current, peak = rss_mb(pid)
-            print(f"\nserver RSS: {current:.0f} MiB now, {peak:.0f} MiB peak")
+            print(f"\napp + Rasa RSS: {current:.0f} MiB now, {peak:.0f} MiB peak (sum of processes)")
     finally:
         if process:
             process.terminate()

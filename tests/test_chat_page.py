@@ -111,3 +111,57 @@ def test_chat_survives_a_network_loss(page):
     card.wait_for(timeout=15_000)
     assert card.get_attribute("data-kb-id") == "tax.individual_refund"
     assert page.locator(".msg.user").count() == 1
+
+
+@pytest.fixture
+def dialogue_page(browser, dialogue_server):
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, locale="zh-CN", accept_downloads=True
+    )
+    page = context.new_page()
+    page.goto(dialogue_server.base_url + "/")
+    page.wait_for_selector("#status:text('在线')")
+    yield page
+    context.close()
+
+
+def test_food_licence_scenario_by_clicking_then_pdf(dialogue_page, tmp_path):
+    """A citizen taps through the 食品经营许可 questions and downloads their checklist as a PDF."""
+    import pypdf
+
+    from knowledge_base import files
+
+    page = dialogue_page
+    entry = next(e for e in files.load_directory(require_coverage=False) if e.id == "foodlicense.business")
+    scenario = entry.scenario
+    assert scenario is not None
+    say(page, "食品经营许可证怎么申请")
+    for answered in range(len(scenario.questions) + 1):
+        page.wait_for_function(
+            f"document.querySelectorAll('.buttons p').length && "
+            f"([...document.querySelectorAll('.buttons p')].filter(p => p.textContent.includes('问）')).length > {answered}"
+            f" || document.querySelector('article.checklist'))",
+            timeout=30_000,
+        )
+        if page.locator("article.checklist").count():
+            break
+        box = page.locator(".buttons", has_text="问）").last
+        asked = box.locator("p").inner_text()
+        question = next(q for q in scenario.questions if q.ask in asked)
+        # A convenience store that is rented; otherwise the first option.
+        wanted = {"convenience", "rented"}
+        option = next((o for o in question.options if o.id in wanted), question.options[0])
+        box.locator("button", has_text=option.label).first.click()
+    checklist = page.locator("article.checklist")
+    checklist.wait_for(timeout=30_000)
+    assert "便利店" in checklist.locator(".dept").inner_text()
+    names = [li.inner_text().split("\n")[0] for li in checklist.locator("ol > li").all()]
+    assert names
+    with page.expect_download() as download_info:
+        checklist.locator("a", has_text="下载PDF").click()
+    path = tmp_path / "checklist.pdf"
+    download_info.value.save_as(path)
+    text = "".join(p.extract_text() for p in pypdf.PdfReader(path).pages).replace("\n", "").replace(" ", "")
+    for name in names:
+        assert name.split("原件")[0].split("复印件")[0][:6] in text, name
+    assert "便利店" in text

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import yaml
 
-from bot.rasa_training import TRAINING_DIR, build_data
+from bot.rasa_training import RASA_BIN, RASA_ENV, TRAINING_DIR, build_data, latest_model
 from knowledge_base.schema import normalise_question
 from tests.test_dev_set import bigrams
+from zhixun.settings import PROJECT_DIR
 
 HELD_OUT = Path(__file__).resolve().parent / "data" / "nlu_heldout.yml"
 DOMAIN = TRAINING_DIR.parent / "domain.yml"
+STORIES = Path(__file__).resolve().parent / "rasa" / "test_stories.yml"
 
 
 def examples(path: Path) -> list[tuple[str, str]]:
@@ -52,3 +57,32 @@ def test_held_out_set_is_not_copied_from_training(tmp_path: Path):
         if len(mine) >= 5 and any(len(mine & g) / len(mine | g) >= 0.8 for g in grams):
             leaks.append(text)
     assert not leaks, leaks
+
+
+@pytest.mark.slow
+def test_rasa_validates_the_data_and_passes_the_test_stories(tmp_path: Path):
+    """`rasa data validate` finds no inconsistency; `rasa test core` passes every test story."""
+    model = latest_model(PROJECT_DIR / "models" / "rasa")
+    assert model is not None, "no trained Rasa model: run `make setup`"
+    data_dir = build_data(tmp_path / "build")
+    env = {**os.environ, **RASA_ENV}
+    common = ["--domain", str(DOMAIN), "--config", str(PROJECT_DIR / "config.yml")]
+    check = subprocess.run(
+        [str(RASA_BIN), "data", "validate", *common, "--data", str(data_dir), "--fail-on-warnings"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
+    out = tmp_path / "results"
+    run = subprocess.run(
+        [str(RASA_BIN), "test", "core", "--model", str(model), "--stories", str(STORIES), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    failed = (out / "failed_test_stories.yml").read_text(encoding="utf-8")
+    assert "story:" not in failed, failed
