@@ -42,7 +42,11 @@ def main() -> int:
     result = run(model)
     report = result["report"]
     rows = sorted(
-        ((k, v) for k, v in report.items() if isinstance(v, dict) and k not in ("macro avg", "weighted avg", "micro avg")),
+        (
+            (k, v)
+            for k, v in report.items()
+            if isinstance(v, dict) and k not in ("macro avg", "weighted avg", "micro avg")
+        ),
         key=lambda kv: kv[1]["f1-score"],
     )
     print(f"Intent classification, held-out set ({HELD_OUT.name}), model {model.name}\n")
@@ -54,7 +58,9 @@ def main() -> int:
     print(f"accuracy {report['accuracy']:.3f}\n\nMost confident mistakes:")
     worst = sorted(result["errors"], key=lambda e: -e["intent_prediction"]["confidence"])[:12]
     for e in worst:
-        print(f"  {e['intent']:>18} → {e['intent_prediction']['name']:<18} {e['intent_prediction']['confidence']:.2f}  {e['text']}")
+        print(
+            f"  {e['intent']:>18} → {e['intent_prediction']['name']:<18} {e['intent_prediction']['confidence']:.2f}  {e['text']}"
+        )
     return 0
 
 

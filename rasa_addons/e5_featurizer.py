@@ -61,7 +61,7 @@ class E5Featurizer(DenseFeaturizer, GraphComponent):
         for start in range(0, len(todo), BATCH):
             batch = todo[start : start + BATCH]
             vectors = np.asarray(self.model.query([m.get(TEXT) for m in batch]), dtype=np.float32)
-            for message, vector in zip(batch, vectors):
+            for message, vector in zip(batch, vectors, strict=True):
                 tokens = message.get(TOKENS_NAMES[TEXT])
                 alias = self._config[FEATURIZER_CLASS_ALIAS]
                 sequence = np.repeat(vector[None, :], len(tokens), axis=0)
