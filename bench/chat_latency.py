@@ -3,9 +3,9 @@
     python -m bench.chat_latency                 # starts `zhixun run` on a free port with a scratch database
     python -m bench.chat_latency --url URL --pid PID   # measure a service you started yourself
 
-Each simulated citizen holds one conversation with no pause between turns
-(a closed loop: harsher than real typing): a question drawn from the in-scope
-dev set, then a follow-up about it (要多久 / 在哪里办 …), and so on. Every turn
+Each simulated citizen holds conversations of 8 turns with no pause between
+turns (a closed loop: harsher than real typing): a question drawn from the
+in-scope dev set, then a follow-up about it (要多久 / 在哪里办 …), and so on. Every turn
 goes through Rasa (NLU, policies, the app's custom actions); questions about
 items with a scenario start the guided form. Prints p50/p95/p99 latency and
 turns/s at 1, 10 and 50 concurrent conversations, and the resident memory of
@@ -48,9 +48,18 @@ def rss_mb(pid: int) -> tuple[float, float]:
 FOLLOW_UPS = ["要多久", "在哪里办", "要钱吗", "需要带什么材料", "几点上班"]
 
 
-async def citizen(client: httpx.AsyncClient, questions: list[str], turns: int, latencies: list[float]) -> None:
+TURNS_PER_CONVERSATION = 8  # then the citizen starts a new conversation, as real sessions are short
+
+
+async def citizen(
+    client: httpx.AsyncClient, questions: list[str], turns: int, latencies: list[float], think: float = 0.0
+) -> None:
     conversation_id = None
     for turn in range(turns):
+        if think:
+            await asyncio.sleep(random.expovariate(1 / think))
+        if turn % TURNS_PER_CONVERSATION == 0:
+            conversation_id = None
         body = {"text": random.choice(questions if turn % 2 == 0 else FOLLOW_UPS)}
         if conversation_id:
             body["conversation_id"] = conversation_id
@@ -61,13 +70,15 @@ async def citizen(client: httpx.AsyncClient, questions: list[str], turns: int, l
         conversation_id = response.json()["conversation_id"]
 
 
-async def load(url: str, questions: list[str], concurrency: int, turns: int) -> tuple[list[float], float]:
+async def load(
+    url: str, questions: list[str], concurrency: int, turns: int, think: float = 0.0
+) -> tuple[list[float], float]:
     latencies: list[float] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
         await citizen(client, questions, 3, [])  # warm-up
         start = time.perf_counter()
-        await asyncio.gather(*[citizen(client, questions, turns, latencies) for _ in range(concurrency)])
+        await asyncio.gather(*[citizen(client, questions, turns, latencies, think) for _ in range(concurrency)])
         elapsed = time.perf_counter() - start
     return latencies, elapsed
 
@@ -115,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pid", type=int)
     parser.add_argument("--turns", type=int, default=40, help="turns per conversation at each level")
     parser.add_argument("--levels", default="1,10,50")
+    parser.add_argument(
+        "--think", type=float, default=2.0, help="mean seconds a citizen takes to read and type (second pass)"
+    )
     args = parser.parse_args(argv)
     questions = [q.text for q in read_dev_set() if q.in_scope]
     random.seed(1)
@@ -126,14 +140,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         dialogue = httpx.get(url + "/health", timeout=5).json().get("dialogue")
         print(f"service {url} (dialogue: {dialogue}), {os.cpu_count()} CPU cores, {len(questions)} distinct questions")
-        print("\n| concurrent conversations | turns | p50 ms | p95 ms | p99 ms | turns/s |")
-        print("|---|---|---|---|---|---|")
-        for level in (int(x) for x in args.levels.split(",")):
-            turns = max(args.turns // max(level // 10, 1), 5)
-            latencies, elapsed = asyncio.run(load(url, questions, level, turns))
-            ms = np.array(latencies) * 1000
-            p50, p95, p99 = np.percentile(ms, [50, 95, 99])
-            print(f"| {level} | {len(ms)} | {p50:.1f} | {p95:.1f} | {p99:.1f} | {len(ms) / elapsed:.1f} |")
+        print("\n| concurrent conversations | pause between turns | turns | p50 ms | p95 ms | p99 ms | turns/s |")
+        print("|---|---|---|---|---|---|---|")
+        for think in (0.0, args.think):
+            for level in (int(x) for x in args.levels.split(",")):
+                turns = max(args.turns // max(level // 10, 1), 5)
+                latencies, elapsed = asyncio.run(load(url, questions, level, turns, think))
+                ms = np.array(latencies) * 1000
+                p50, p95, p99 = np.percentile(ms, [50, 95, 99])
+                pause = f"{think:g} s (mean)" if think else "none"
+                print(
+                    f"| {level} | {pause} | {len(ms)} | {p50:.1f} | {p95:.1f} | {p99:.1f} | {len(ms) / elapsed:.1f} |"
+                )
         if pid:
             current, peak = rss_mb(pid)
             print(f"\napp + Rasa RSS: {current:.0f} MiB now, {peak:.0f} MiB peak (sum of processes)")

@@ -11,7 +11,7 @@ import httpx
 import pypdf
 import pytest
 
-from bot.messages import parse_payload
+from bot.messages import parse_payload, payload
 from knowledge_base import files
 from tests.conftest import DialogueServer
 
@@ -38,10 +38,10 @@ class Chat:
 
     def press(self, title_part: str) -> dict:
         """Press the button whose title contains `title_part` in the last replies."""
-        for reply in self.last["replies"]:
-            for button in reply.get("buttons", []):
-                if title_part in button["title"] and button["payload"]:
-                    return self.say(button["title"], button["payload"])
+        buttons = [b for r in self.last["replies"] for b in r.get("buttons", []) if b["payload"]]
+        exact = [b for b in buttons if b["title"] == title_part]
+        for button in exact or [b for b in buttons if title_part in b["title"]]:
+            return self.say(button["title"], button["payload"])
         raise AssertionError(f"no button {title_part!r} in {self.buttons()}")
 
     def buttons(self) -> list[str]:
@@ -214,3 +214,29 @@ def test_killing_rasa_is_survived(chat: Chat, dialogue_server: DialogueServer):
     assert first
     chat.say("要多久")  # the dialogue state (scenario in progress) lives in the tracker store, not in Rasa's memory
     assert chat.question() == asked
+
+
+SCENARIO_ITEMS = sorted(i for i, e in KB.items() if e.scenario)
+
+
+@pytest.mark.parametrize("kb_id", SCENARIO_ITEMS)
+def test_each_scenario_runs_to_its_checklist(dialogue_server: DialogueServer, kb_id: str):
+    """Every scenario, started from its button and answered with the last option each time (the first
+    options are walked in the browser test), ends in the checklist its rules select."""
+    chat = Chat(dialogue_server)
+    scenario = KB[kb_id].scenario
+    assert scenario is not None
+    chat.say("按我的情况生成材料清单", payload("ask_service", kb_id=kb_id, mode="guide"))
+    answers: dict[str, str] = {}
+    for _ in range(len(scenario.questions) + 1):
+        if chat.checklist():
+            break
+        question = scenario.next_question(answers)
+        assert question is not None and question.ask in chat.question(), chat.last
+        option = question.options[-1]
+        answers[question.id] = option.id
+        chat.press(option.label)
+    card = chat.checklist()
+    assert card is not None, chat.last
+    assert card["checklist"]["answers"] == answers
+    assert [m["name"] for m in card["checklist"]["materials"]] == [m.name for m in scenario.checklist(answers)]

@@ -115,6 +115,8 @@ def validate_scenario_form(t: Tracker, d: Dispatcher, ctx: Dialogue) -> list[Eve
         done = scenario.next_question(answers) is None if scenario else True
         return [slot("scenario_answers", answers), slot("scenario_answer", "done" if done else None)]
     other = ctx.entry(t.entity("kb_id"))
+    if other is not None and other.id == entry.id:
+        other = None
     if other is None and t.intent == "ask_service" and len(normalise(value)) >= 6:
         result = ctx.retriever.search(t.text)
         if result.band == "answer" and result.best and result.best.kb_id != entry.id:

@@ -36,7 +36,7 @@ def next_steps(entry: Entry) -> list[Button]:
     buttons = []
     if entry.scenario:
         buttons.append(
-            Button(title="按我的情况生成材料清单", payload=payload("ask_service", kb_id=entry.id, option="guide"))
+            Button(title="按我的情况生成材料清单", payload=payload("ask_service", kb_id=entry.id, mode="guide"))
         )
     buttons.append(Button(title="预约窗口办理", payload=payload("book_appointment", kb_id=entry.id)))
     buttons.append(Button(title="网上申请", url=entry.online_link))
@@ -71,7 +71,7 @@ def answer_question(t: Tracker, d: Dispatcher, ctx: Dialogue) -> list[Event]:
     """A service question: a pressed item button, or retrieval with the fallback ladder."""
     entry = ctx.entry(t.entity("kb_id"))
     if entry is not None:
-        if t.entity("option") == "guide" and entry.scenario:
+        if t.entity("mode") == "guide" and entry.scenario:
             return start_scenario(d, entry)
         return show_item(d, ctx, entry)
     result = ctx.retriever.search(t.text)

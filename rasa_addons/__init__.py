@@ -1,1 +1,0 @@
-"""Custom Rasa components. Imported by the Rasa server (its own venv), never by the app."""
