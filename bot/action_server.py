@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
@@ -116,8 +117,13 @@ def action(name: str) -> Callable[[Action], Action]:
     return register
 
 
+# Actions run on their own threads: chat requests waiting for Rasa hold the default thread pool,
+# and Rasa's action calls must never queue behind them (that would stall every turn).
+ACTION_THREADS = anyio.CapacityLimiter(16)
+
+
 @router.post("/webhook")
-def run_action(body: dict[str, Any], request: Request) -> JSONResponse:
+async def run_action(body: dict[str, Any], request: Request) -> JSONResponse:
     expected = request.app.state.action_token
     if not expected or not hmac.compare_digest(request.query_params.get("token", ""), expected):
         return JSONResponse({"error": "forbidden"}, status_code=403)
@@ -136,7 +142,9 @@ def run_action(body: dict[str, Any], request: Request) -> JSONResponse:
     )
     dispatcher = Dispatcher()
     try:
-        events = func(tracker, dispatcher, request.app.state.dialogue)
+        events = await anyio.to_thread.run_sync(
+            func, tracker, dispatcher, request.app.state.dialogue, limiter=ACTION_THREADS
+        )
     except Rejected as exc:
         return JSONResponse({"error": str(exc), "action_name": name}, status_code=400)
     return JSONResponse({"events": events, "responses": dispatcher.responses()})

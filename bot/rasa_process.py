@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -34,6 +35,17 @@ class RasaLaunch:
     workdir: Path
 
 
+def prepare_sqlite_tracker(url: str) -> None:
+    """Put a SQLite tracker store in WAL mode (the mode is stored in the file, so Rasa inherits it):
+    one sync per turn instead of several, and readers stop blocking the writer."""
+    if not url.startswith("sqlite:///"):
+        return
+    path = Path(url.removeprefix("sqlite:///"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
+
+
 class RasaProcess:
     def __init__(self, launch: RasaLaunch, *, check_every: float = 2.0, max_backoff: float = 30.0):
         self.launch = launch
@@ -53,6 +65,7 @@ class RasaProcess:
         return self._process.pid if self._process else None
 
     def start(self) -> None:
+        prepare_sqlite_tracker(self.launch.tracker_url)
         self._spawn()
         self._watcher = threading.Thread(target=self._watch, name="rasa-watch", daemon=True)
         self._watcher.start()
