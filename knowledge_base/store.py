@@ -121,6 +121,11 @@ class KBStore:
                 EntryVersion(r.version, r.created_at, r.created_by, r.note, Entry.model_validate(r.data)) for r in rows
             ]
 
+    def last_authors(self) -> dict[str, str]:
+        """Who made each entry's current version."""
+        with Session(self.engine) as session:
+            return {entry_id: author for entry_id, author in session.execute(select(EntryRow.id, EntryRow.updated_by))}
+
     def version(self, entry_id: str) -> int:
         """The entry's current version number (0 if it does not exist)."""
         with Session(self.engine) as session:

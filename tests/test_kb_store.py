@@ -46,3 +46,19 @@ def test_saving_unchanged_entries_adds_no_version(store: KBStore):
     assert store.save(ENTRIES, author="carol").unchanged == len(ENTRIES)
     assert store.revision() == before
     assert len(store.history(ENTRIES[-1].id)) == 1
+
+
+def test_shipped_updates_reach_entries_no_curator_has_edited(database_url: str):
+    from zhixun.app import seed_knowledge_base
+
+    store = KBStore(make_engine(database_url))
+    store.create_tables()
+    seed_knowledge_base(store, files.DATA_DIR)
+    shipped = {e.id: e for e in store.all()}
+    curated = shipped["passport.renew"].model_copy(update={"fees": "本市另行公布的收费标准"})
+    store.save([curated], author="alice", note="local fee")
+    outdated = shipped["idcard.apply"].model_copy(update={"scenario": None})
+    store.save([outdated], author="seed", note="an older release")
+    seed_knowledge_base(store, files.DATA_DIR)
+    assert store.get("idcard.apply") == shipped["idcard.apply"], "the newer shipped entry replaces the older one"
+    assert store.get("passport.renew").fees == "本市另行公布的收费标准", "a curator's edit is never overwritten"

@@ -36,12 +36,18 @@ log = logging.getLogger(__name__)
 KB_MEDIA_DIR = Path(files.PACKAGE_DIR) / "media"
 
 
+SEED_AUTHOR = "seed"
+
+
 def seed_knowledge_base(store: KBStore, data_dir: Path) -> None:
-    """First start on an empty database: load the curated entries shipped with the code."""
-    if store.count() == 0:
-        entries = files.load_directory(data_dir, require_coverage=False)
-        result = store.save(entries, author="seed", note=f"initial import from {data_dir}")
-        log.info("knowledge base seeded with %d entries", result.created)
+    """Load the curated entries shipped with the code: all of them into an empty database; later, new
+    shipped entries and updates to entries no curator has edited since (a curator's edit always wins)."""
+    shipped = files.load_directory(data_dir, require_coverage=False)
+    authors = store.last_authors()
+    fresh = [e for e in shipped if authors.get(e.id, SEED_AUTHOR) == SEED_AUTHOR]
+    result = store.save(fresh, author=SEED_AUTHOR, note=f"shipped entries from {data_dir}")
+    if result.created or result.updated:
+        log.info("knowledge base: %d shipped entries added, %d updated", result.created, result.updated)
 
 
 def build_retriever(settings: Settings, store: KBStore) -> Retriever:
