@@ -240,3 +240,17 @@ def test_each_scenario_runs_to_its_checklist(dialogue_server: DialogueServer, kb
     assert card is not None, chat.last
     assert card["checklist"]["answers"] == answers
     assert [m["name"] for m in card["checklist"]["materials"]] == [m.name for m in scenario.checklist(answers)]
+
+
+def test_opening_a_restaurant_is_a_question_not_a_booking(chat: Chat):
+    chat.say("我想开个饭店")
+    assert "请选择办理地点" not in chat.texts()
+    assert chat.last["kb_id"] in {"onething.open_restaurant", "foodlicense.business", "foodlicense.small_catering"}
+
+
+def test_booking_without_an_item_asks_which_one(chat: Chat):
+    chat.say("我要预约")
+    assert "您要预约办理哪个事项" in chat.texts()
+    assert "没有理解" not in chat.texts()
+    chat.press("普通护照换发")
+    assert "为您预约「普通护照换发」" in chat.texts()

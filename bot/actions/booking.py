@@ -6,9 +6,10 @@ import datetime as dt
 import re
 
 from bot.action_server import Dispatcher, Event, Tracker, action, followup, slot
+from bot.actions.service import answer_question
 from bot.appointments import Booking, Hall, day_label
 from bot.dialogue import Dialogue
-from bot.messages import Button, ButtonsMessage, payload
+from bot.messages import Button, ButtonsMessage, parse_payload, payload
 from knowledge_base.schema import Entry
 from knowledge_base.text import normalise
 
@@ -87,23 +88,35 @@ def _item_from_text(t: Tracker, ctx: Dialogue) -> str | None:
     return result.best.kb_id if result.band == "answer" and result.best else None
 
 
+_BOOKING_WORDS = re.compile(r"预约|约|号|排队|改期|改时间")
+
+
 @action("action_start_booking")
 def action_start_booking(t: Tracker, d: Dispatcher, ctx: Dialogue) -> list[Event]:
+    # The booking rule does not wait for the user, so every path that does not start the form listens.
+    listen = followup("action_listen")
+    if t.intent == "book_appointment" and not t.from_button and not _BOOKING_WORDS.search(t.text):
+        events = answer_question(t, d, ctx)  # 「我想开个饭店」 taken for a booking is a service question
+        return events if any(e["event"] == "followup" for e in events) else [*events, listen]
     entry = ctx.entry(t.entity("kb_id") or _item_from_text(t, ctx) or t.slots.get("item"))
     if entry is None:
-        d.say(ctx.answerer.hot_questions("请先告诉我您要预约办理哪个事项，例如："))
-        return []
+        hot = ctx.answerer.hot_questions("请先告诉我您要预约办理哪个事项，例如：")
+        for button in hot.buttons:  # pressing one of these books that item
+            pressed = parse_payload(button.payload)
+            button.payload = payload("book_appointment", **(pressed[1] if pressed else {}))
+        d.say(hot)
+        return [listen]
     same = [b for b in ctx.appointments.active(t.sender_id) if b.kb_id == entry.id]
     if same:
         d.buttons(
             f"您已经预约了「{entry.title}」：{same[0].summary()}。如需改时间，请先取消原预约。",
             [Button(title="取消这个预约", payload=payload("cancel_appointment", booking_id=same[0].id))],
         )
-        return [slot("item", entry.id)]
+        return [slot("item", entry.id), listen]
     halls = ctx.appointments.halls_for(entry.department)
     if not halls:
         d.text(f"「{entry.title}」暂不支持预约，请直接到窗口办理：{entry.where}")
-        return [slot("item", entry.id)]
+        return [slot("item", entry.id), listen]
     d.text(f"好的，为您预约「{entry.title}」的窗口办理。")
     return [
         slot("item", entry.id),
