@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from bot.messages import Button, ButtonsMessage, KBCard, RichMessage, TextMessage, parse_payload, payload
 from knowledge_base.related import next_items
 from knowledge_base.retrieval import Band, Candidate, Retriever, SearchResult
+from knowledge_base.schema import Entry
 
 HOT_ITEMS = (
     "passport.renew",
@@ -79,12 +80,17 @@ class KBAnswerer:
         index = self.retriever.index
         entry = index.by_id[kb_id]
         titles = {e.id: e.title for e in index.entries}
-        replies: list[RichMessage] = [KBCard.from_entry(entry, titles)]
+        following = self.next_items(entry)
+        return [KBCard.from_entry(entry, titles), *([following] if following else [])]
+
+    def next_items(self, entry: Entry) -> ButtonsMessage | None:
+        """What people usually need after this item, as buttons (None if nothing)."""
+        index = self.retriever.index
         following = next_items(entry, index.entries)
-        if following:
-            buttons = [item_button(i, titles[i]) for i in following]
-            replies.append(ButtonsMessage(text="办完这件事，大家通常还会办：", buttons=buttons))
-        return replies
+        if not following:
+            return None
+        buttons = [item_button(i, index.by_id[i].title) for i in following]
+        return ButtonsMessage(text="办完这件事，大家通常还会办：", buttons=buttons)
 
     def suggestions(self, result: SearchResult) -> ButtonsMessage:
         best = result.candidates[0]

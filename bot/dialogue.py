@@ -21,7 +21,6 @@ class Dialogue:
     handoffs: HandoffStore
     checklists: ChecklistStore
     appointments: Appointments
-    public_base_url: str
 
     def entry(self, kb_id: str | None) -> Entry | None:
         return self.retriever.entry(kb_id) if kb_id else None

@@ -70,6 +70,3 @@ class RasaClient:
             return self._http.get(f"{self.url}/", timeout=1.0).status_code == 200
         except httpx.HTTPError:
             return False
-
-    def close(self) -> None:
-        self._http.close()

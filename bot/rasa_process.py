@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from bot.rasa_training import CREDENTIALS, ENDPOINTS, RASA_BIN, RASA_ENV
+from zhixun.settings import RasaSettings
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,19 @@ class RasaLaunch:
     tracker_url: str
     log_file: Path
     workdir: Path
+
+    @classmethod
+    def for_app(cls, rasa: RasaSettings, model: Path, app_port: int, token: str, var_dir: Path) -> RasaLaunch:
+        """Rasa beside an app on `app_port`, which serves its actions; logs and scratch files under `var_dir`."""
+        return cls(
+            model=model,
+            port=rasa.port,
+            action_url=f"http://127.0.0.1:{app_port}/webhook",
+            action_token=token,
+            tracker_url=rasa.tracker_url,
+            log_file=var_dir / "log" / "rasa.log",
+            workdir=var_dir / "rasa",
+        )
 
 
 def prepare_sqlite_tracker(url: str) -> None:

@@ -124,22 +124,11 @@ def dialogue_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dialog
         chat={"rate_per_second": 50.0, "rate_burst": 200},
         rasa=rasa_settings,
     )
-    rasa = RasaProcess(
-        RasaLaunch(
-            model=model,
-            port=rasa_port,
-            action_url=f"http://127.0.0.1:{port}/webhook",
-            action_token=rasa_settings.action_token,
-            tracker_url=rasa_settings.tracker_url,
-            log_file=tmp / "rasa.log",
-            workdir=tmp / "rasa",
-        ),
-        check_every=0.5,
-    )
+    rasa = RasaProcess(RasaLaunch.for_app(rasa_settings, model, port, rasa_settings.action_token, tmp), check_every=0.5)
     rasa.start()
     server, thread, app = _serve(settings)
     try:
-        assert rasa.wait_healthy(240), (tmp / "rasa.log").read_text()[-3000:]
+        assert rasa.wait_healthy(240), (tmp / "log" / "rasa.log").read_text()[-3000:]
         yield DialogueServer(f"http://127.0.0.1:{port}", settings, app, rasa)
     finally:
         rasa.stop()

@@ -77,7 +77,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         handoffs=HandoffStore(engine, transcripts),
         checklists=ChecklistStore(engine),
         appointments=Appointments(engine, settings.appointments.halls_file, settings.appointments.timezone),
-        public_base_url=settings.public_base_url,
     )
     app.state.action_token = settings.rasa.action_token
     rasa = RasaClient(settings.rasa.server_url) if settings.rasa.enabled else None

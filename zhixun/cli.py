@@ -120,17 +120,7 @@ def start_rasa(settings: Settings, app_port: int):
     token = settings.rasa.action_token or secrets.token_urlsafe(24)
     os.environ["ZHIXUN_RASA__ACTION_TOKEN"] = token
     get_settings.cache_clear()  # the app (and any worker process) reads the token from the environment
-    process = RasaProcess(
-        RasaLaunch(
-            model=model,
-            port=settings.rasa.port,
-            action_url=f"http://127.0.0.1:{app_port}/webhook",
-            action_token=token,
-            tracker_url=settings.rasa.tracker_url,
-            log_file=PROJECT_DIR / "var" / "log" / "rasa.log",
-            workdir=PROJECT_DIR / "var" / "rasa",
-        )
-    )
+    process = RasaProcess(RasaLaunch.for_app(settings.rasa, model, app_port, token, PROJECT_DIR / "var"))
     process.start()
     return process
 

@@ -183,17 +183,15 @@ def validate_booking_form(t: Tracker, d: Dispatcher, ctx: Dialogue) -> list[Even
         if len(found) != 1:
             d.text("没有找到这个办理地点，请点选下面的地点。")
     date_value = t.slots.get("booking_date")
+    day = parse_day(str(date_value), ctx.appointments.now().date()) if date_value else None
     if date_value:
-        day = parse_day(str(date_value), ctx.appointments.now().date())
         if day is None or day not in _open_days(t, ctx):
             d.text("这一天不能预约（非工作日、已约满或超出可预约范围），请选择下面的日期。")
-            events.append(slot("booking_date", None))
-        else:
-            events.append(slot("booking_date", day.isoformat()))
+            day = None
+        events.append(slot("booking_date", day.isoformat() if day else None))
     slot_value = t.slots.get("booking_slot")
     hall = _hall(t, ctx)
-    if slot_value and hall and any(e["name"] == "booking_date" and e["value"] for e in events):
-        day = dt.date.fromisoformat(next(e["value"] for e in events if e["name"] == "booking_date"))
+    if slot_value and hall and day:
         starts = [s.start for s in ctx.appointments.slots(hall, entry.department, day)]
         chosen = pick_slot(str(slot_value), starts)
         if chosen is None:

@@ -15,7 +15,6 @@ from bot.actions.service import answered, next_steps, show_item
 from bot.checklists import build
 from bot.dialogue import Dialogue
 from bot.messages import Button, ButtonsMessage, ChecklistCard, payload
-from knowledge_base.related import next_items
 from knowledge_base.schema import Entry, Option, Scenario, ScenarioQuestion
 from knowledge_base.text import normalise
 
@@ -145,12 +144,8 @@ def action_scenario_checklist(t: Tracker, d: Dispatcher, ctx: Dialogue) -> list[
     )
     steps = [b for b in next_steps(entry) if b.title != "按我的情况生成材料清单"]
     d.buttons("清单已生成。接下来您可以：", [*steps, Button(title="转人工咨询", payload=payload("request_human"))])
-    titles = ctx.titles()
-    following = next_items(entry, ctx.retriever.index.entries)
+    following = ctx.answerer.next_items(entry)
     if following:
-        d.buttons(
-            "办完这件事，大家通常还会办：",
-            [Button(title=titles[i], payload=payload("ask_service", kb_id=i)) for i in following],
-        )
+        d.say(following)
     answered(d, entry.id)
     return [slot("checklist", checklist.id), slot("offer", f"booking:{entry.id}"), slot("item", entry.id)]

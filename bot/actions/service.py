@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 
 from bot import aspects
 from bot.action_server import Dispatcher, Event, Tracker, action, followup, slot
-from bot.answers import SCOPE
+from bot.answers import SCOPE, scored
 from bot.dialogue import Dialogue
 from bot.handoff import Reason
 from bot.messages import Button, payload
@@ -23,7 +24,7 @@ def describe(result: SearchResult) -> dict:
     return {
         "kb_id": best.kb_id if best else None,
         "band": result.band,
-        "candidates": [{"kb_id": c.kb_id, "score": round(c.confidence, 4)} for c in result.candidates],
+        "candidates": [asdict(c) for c in scored(result.candidates)],
     }
 
 
