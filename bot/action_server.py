@@ -131,7 +131,10 @@ async def run_action(body: dict[str, Any], request: Request) -> JSONResponse:
     func = ACTIONS.get(name)
     if func is None:
         return JSONResponse({"error": f"no action {name!r}", "action_name": name}, status_code=404)
-    tracker = Tracker.from_json(body.get("tracker") or {})
+    raw_tracker = body.get("tracker") or {}
+    if not isinstance(raw_tracker, dict):
+        return JSONResponse({"error": "tracker must be an object", "action_name": name}, status_code=400)
+    tracker = Tracker.from_json(raw_tracker)
     log.debug(
         "%s for %s (intent %s %.2f) slots %s",
         name,

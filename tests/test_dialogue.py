@@ -191,6 +191,12 @@ def test_book_list_and_cancel_an_appointment(chat: Chat):
 def test_action_endpoint_refuses_callers_without_the_token(dialogue_server: DialogueServer):
     response = httpx.post(dialogue_server.base_url + "/webhook", json={"next_action": "action_greet"}, timeout=10)
     assert response.status_code == 403
+    token = dialogue_server.settings.rasa.action_token
+    url = f"{dialogue_server.base_url}/webhook?token={token}"
+    unknown = httpx.post(url, json={"next_action": "action_nope", "tracker": {}}, timeout=10)
+    assert unknown.status_code == 404 and "action_nope" in unknown.json()["error"]
+    garbage = httpx.post(url, json={"next_action": "action_greet", "tracker": "x"}, timeout=10)
+    assert garbage.status_code == 400
 
 
 def test_killing_rasa_is_survived(chat: Chat, dialogue_server: DialogueServer):
