@@ -28,4 +28,4 @@ bench: setup
 	$(PY) -m bench.chat_latency
 
 lint: setup
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy zhixun bot knowledge_base connectors
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy zhixun bot knowledge_base connectors console

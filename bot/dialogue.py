@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from bot.answers import KBAnswerer
 from bot.appointments import Appointments
 from bot.checklists import ChecklistStore
-from bot.handoff import HandoffStore
+from bot.escalation import EscalationService
 from knowledge_base.retrieval import Retriever
 from knowledge_base.schema import Entry
 from knowledge_base.store import KBStore
@@ -18,7 +18,7 @@ class Dialogue:
     retriever: Retriever
     answerer: KBAnswerer
     kb_store: KBStore
-    handoffs: HandoffStore
+    escalations: EscalationService
     checklists: ChecklistStore
     appointments: Appointments
 

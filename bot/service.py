@@ -3,17 +3,22 @@
 Rasa runs the dialogue when it is reachable; when it is not (starting,
 restarting, down) the turn is answered from the knowledge base directly, so
 the citizen still gets an answer and never an error about our plumbing.
+While a person is asked for or holds the conversation, the bot stays out of
+it: the line goes to the agent, and a queued citizen only hears where they stand.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
 from bot.answers import Answer, KBAnswerer, Scored
-from bot.messages import parse_payload
+from bot.escalation import Escalation, EscalationService
+from bot.messages import TextMessage, parse_payload
+from bot.notices import phone_in, queue_notice
 from bot.rasa_client import DialogueUnavailable, RasaClient
-from bot.transcripts import TranscriptStore
+from bot.transcripts import TranscriptLine, TranscriptStore
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +36,25 @@ class UserMessage:
     payload: str | None = None
 
 
+HandledBy = Literal["bot", "queue", "agent"]  # the human queue while waiting for a person; an agent holding it
+
+
 @dataclass(frozen=True)
 class Turn:
     conversation_id: str
     answer: Answer
+    handled_by: HandledBy = "bot"
 
 
 class ChatService:
-    def __init__(self, transcripts: TranscriptStore, answerer: KBAnswerer, dialogue: RasaClient | None = None):
-        self.transcripts, self.answerer, self.dialogue = transcripts, answerer, dialogue
+    def __init__(
+        self,
+        transcripts: TranscriptStore,
+        answerer: KBAnswerer,
+        escalations: EscalationService,
+        dialogue: RasaClient | None = None,
+    ):
+        self.transcripts, self.answerer, self.escalations, self.dialogue = transcripts, answerer, escalations, dialogue
 
     def handle(self, message: UserMessage) -> Turn:
         conversation_id = message.conversation_id
@@ -48,14 +63,22 @@ class ChatService:
         elif not self.transcripts.exists(conversation_id):
             raise UnknownConversation(conversation_id)
         # The citizen's words are durable before any work is done on them.
-        self.transcripts.append(
+        line = self.transcripts.append(
             conversation_id,
             message.channel,
             "citizen",
             message.text,
             payload={"button": message.payload} if message.payload else None,
         )
-        answer = self._answer(conversation_id, message)
+        escalation = self.escalations.open_for(conversation_id)
+        if escalation is not None:
+            answer = self._while_escalated(escalation, message, line)
+        else:
+            answer = self._answer(conversation_id, message)
+            escalation = self.escalations.open_for(conversation_id) if answer.handoff else None
+        handled_by: HandledBy = "bot" if escalation is None else "agent" if escalation.status == "active" else "queue"
+        if not answer.replies:
+            return Turn(conversation_id, answer, handled_by)
         self.transcripts.append(
             conversation_id,
             message.channel,
@@ -66,7 +89,22 @@ class ChatService:
             band=answer.band,
             scores=[{"kb_id": c.kb_id, "score": c.score} for c in answer.candidates],
         )
-        return Turn(conversation_id, answer)
+        return Turn(conversation_id, answer, handled_by)
+
+    def _while_escalated(self, escalation: Escalation, message: UserMessage, line: TranscriptLine) -> Answer:
+        self.escalations.citizen_said(escalation, line)
+        if escalation.status == "active":
+            return Answer([], "none", [], escalation.kb_id)  # the agent answers
+        if not escalation.after_hours:
+            text = "收到，已转给工作人员。" + queue_notice(self.escalations, escalation)
+        elif phone := phone_in(message.text):
+            self.escalations.leave_callback(escalation, phone)
+            text = "好的，已记下您的回电号码，工作人员上班后会给您回电。您还可以继续留言。"
+        elif message.payload == "/callback":
+            text = "请直接输入您的手机号码，工作人员上班后给您回电。"
+        else:
+            text = "已收到您的留言，工作人员上班后会第一时间查看并回复您。"
+        return Answer([TextMessage(text=text)], "none", [], escalation.kb_id)
 
     def _answer(self, conversation_id: str, message: UserMessage) -> Answer:
         if self.dialogue is not None:

@@ -175,6 +175,10 @@ class Retriever:
     def entry(self, kb_id: str) -> Entry | None:
         return self.index.by_id.get(kb_id)
 
+    def department(self, kb_id: str) -> str | None:
+        entry = self.entry(kb_id)
+        return entry.department if entry else None
+
     def rebuild(self) -> None:
         revision = self._revision()
         index = KnowledgeIndex(self._load_entries(), self._cache)

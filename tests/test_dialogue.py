@@ -154,8 +154,8 @@ def test_related_items_are_pushed_after_an_answer(chat: Chat):
 def test_asking_for_a_person_records_the_handoff(chat: Chat, dialogue_server: DialogueServer):
     chat.say("转人工")
     assert chat.last["handoff"] == "requested" and "人工" in chat.texts()
-    handoffs = dialogue_server.app.state.dialogue.handoffs
-    assert handoffs.status(chat.conversation_id) == "escalation_requested"
+    escalations = dialogue_server.app.state.dialogue.escalations
+    assert escalations.status(chat.conversation_id) == "escalation_requested"
     lines = dialogue_server.app.state.transcripts.lines(chat.conversation_id)
     assert any(line.role == "system" and "转人工" in line.text for line in lines)
 

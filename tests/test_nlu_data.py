@@ -23,6 +23,8 @@ STORIES = Path(__file__).resolve().parent / "rasa" / "test_stories.yml"
 def examples(path: Path) -> list[tuple[str, str]]:
     out = []
     for block in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("nlu", []):
+        if "intent" not in block:  # regex and lookup blocks hold patterns, not examples
+            continue
         for line in str(block.get("examples", "")).splitlines():
             if line.strip():
                 out.append((block["intent"], line.strip().removeprefix("- ")))

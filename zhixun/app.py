@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
@@ -12,9 +16,12 @@ import bot.actions  # noqa: F401  (registers the custom actions)
 from bot.action_server import router as action_router
 from bot.answers import KBAnswerer
 from bot.appointments import Appointments
+from bot.audit import AuditLog
 from bot.checklists import ChecklistStore
 from bot.dialogue import Dialogue
-from bot.handoff import HandoffStore
+from bot.escalation import EscalationService
+from bot.live import LocalHub
+from bot.queues import QueueConfig
 from bot.rasa_client import RasaClient
 from bot.service import ChatService
 from bot.transcripts import TranscriptStore
@@ -23,6 +30,12 @@ from connectors.web.checklist_pages import router as checklist_router
 from connectors.web.ratelimit import TokenBucket
 from connectors.web.routes import STATIC_DIR
 from connectors.web.routes import router as web_router
+from console import auth as console_auth
+from console.auth_routes import router as console_auth_router
+from console.canned import CannedReplies
+from console.desk import Desk
+from console.desk_routes import STATIC as CONSOLE_STATIC
+from console.desk_routes import router as desk_router
 from console.routes import router as console_router
 from knowledge_base import files
 from knowledge_base.embedding_model import embedding_cache
@@ -57,38 +70,78 @@ def build_retriever(settings: Settings, store: KBStore) -> Retriever:
     )
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Background duty of every worker: move long-waiting escalations to the general queue."""
+
+    async def overflow() -> None:
+        while True:
+            await asyncio.sleep(app.state.settings.escalation.overflow_check_seconds)
+            try:
+                await anyio.to_thread.run_sync(app.state.escalations.overflow)
+            except Exception:  # a database hiccup must not end the loop
+                log.exception("escalation overflow check failed")
+
+    task = asyncio.create_task(overflow())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     engine = make_engine(settings.database_url)
     kb_store, transcripts = KBStore(engine), TranscriptStore(engine)
     kb_store.create_tables()
     transcripts.create_tables()
+    audit = AuditLog(engine)
+    audit.create_tables()
     seed_knowledge_base(kb_store, settings.kb_data_dir)
     retriever = build_retriever(settings, kb_store)
 
-    app = FastAPI(title="智询 Zhixun", version="0.1.0", description="政务服务咨询助手 API")
+    app = FastAPI(title="智询 Zhixun", version="0.1.0", description="政务服务咨询助手 API", lifespan=_lifespan)
     app.state.settings = settings
     app.state.kb_store, app.state.transcripts, app.state.retriever = kb_store, transcripts, retriever
+    app.state.audit = audit
     answerer = KBAnswerer(retriever)
+    app.state.hub = LocalHub()
+    escalations = EscalationService(
+        engine,
+        transcripts,
+        QueueConfig.load(settings.escalation.queues_file),
+        app.state.hub,
+        retriever.department,
+        settings.escalation.timezone,
+    )
+    escalations.create_tables()
+    app.state.escalations = escalations
+    app.state.desk = Desk(escalations, transcripts, retriever, audit)
+    app.state.canned = CannedReplies(engine)
+    app.state.canned.create_tables()
     app.state.dialogue = Dialogue(
         retriever=retriever,
         answerer=answerer,
         kb_store=kb_store,
-        handoffs=HandoffStore(engine, transcripts),
+        escalations=escalations,
         checklists=ChecklistStore(engine),
         appointments=Appointments(engine, settings.appointments.halls_file, settings.appointments.timezone),
     )
     app.state.action_token = settings.rasa.action_token
     rasa = RasaClient(settings.rasa.server_url) if settings.rasa.enabled else None
-    app.state.chat_service = ChatService(transcripts, answerer, rasa)
+    app.state.chat_service = ChatService(transcripts, answerer, escalations, rasa)
     app.state.rate_limiter = TokenBucket(settings.chat.rate_per_second, settings.chat.rate_burst)
     errors.install(app)
+    console_auth.install(app, engine, settings, audit)
     app.add_middleware(BodySizeLimit, max_bytes=64 * 1024)
     app.include_router(web_router)
     app.include_router(console_router)
+    app.include_router(console_auth_router)
+    app.include_router(desk_router)
     app.include_router(action_router)
     app.include_router(checklist_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/console/static", StaticFiles(directory=CONSOLE_STATIC), name="console-static")
     app.mount("/kb-media", StaticFiles(directory=KB_MEDIA_DIR), name="kb-media")
 
     @app.get("/health", tags=["ops"])

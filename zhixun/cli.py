@@ -88,20 +88,171 @@ def kb_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def transcripts_export(args: argparse.Namespace) -> int:
+def _transcript_stores(settings: Settings):
+    from bot.audit import AuditLog
     from bot.transcripts import TranscriptStore
 
-    store = TranscriptStore(_engine(get_settings()))
+    engine = _engine(settings)
+    store, audit = TranscriptStore(engine), AuditLog(engine)
     store.create_tables()
+    audit.create_tables()
+    return store, audit
+
+
+def _cli_client() -> str:
+    import socket
+
+    return f"cli:{socket.gethostname()}"
+
+
+def transcripts_export(args: argparse.Namespace) -> int:
+    store, audit = _transcript_stores(get_settings())
     lines = store.export(since=args.since, until=args.until)
     out = sys.stdout if args.out == "-" else open(args.out, "w", encoding="utf-8")  # noqa: SIM115
     try:
         for line in lines:
-            out.write(json.dumps(line.to_json(), ensure_ascii=False) + "\n")
+            out.write(json.dumps((line.masked() if args.mask else line).to_json(), ensure_ascii=False) + "\n")
     finally:
         if out is not sys.stdout:
             out.close()
+    detail = {
+        "since": args.since.isoformat() if args.since else None,
+        "until": args.until.isoformat() if args.until else None,
+        "lines": len(lines),
+        "masked": args.mask,
+        "out": args.out,
+    }
+    audit.record(args.actor, "export", "transcripts", role="operator", detail=detail, client=_cli_client())
     print(f"exported {len(lines)} transcript lines", file=sys.stderr)
+    return 0
+
+
+def transcripts_verify(args: argparse.Namespace) -> int:
+    store, _ = _transcript_stores(get_settings())
+    try:
+        report = store.verify(args.conversation)
+    except KeyError:
+        print(f"no such conversation: {args.conversation}", file=sys.stderr)
+        return 1
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+    checked = f"{report.conversations} conversation(s), {report.lines} line(s)"
+    if report.legacy_lines:
+        checked += f", {report.legacy_lines} of them written before hash chaining (not verifiable)"
+    if report.ok:
+        print(f"ok: {checked}")
+        return 0
+    first = report.problems[0]
+    print(
+        f"FAILED: {len(report.problems)} problem(s) in {checked}; "
+        f"first bad entry: conversation {first.conversation_id} seq {first.seq} ({first.kind})",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def transcripts_purge(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    store, audit = _transcript_stores(settings)
+    before = args.before or dt.datetime.now(dt.UTC) - dt.timedelta(days=settings.transcripts.retention_days)
+    purged = store.purge(before, audit, args.actor, client=_cli_client())
+    print(
+        f"purged {purged.conversations} conversation(s) ({purged.lines} line(s)) last active before "
+        f"{before.isoformat()}; the audit log is kept"
+    )
+    return 0
+
+
+def _console_stores(settings: Settings):
+    from bot.audit import AuditLog
+    from console.accounts import AccountStore
+
+    engine = _engine(settings)
+    accounts, audit = AccountStore(engine), AuditLog(engine)
+    accounts.create_tables()
+    audit.create_tables()
+    return engine, accounts, audit
+
+
+def _new_password(args: argparse.Namespace) -> str | None:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password = getpass.getpass("password: ")
+    if getpass.getpass("password (again): ") != password:
+        print("the passwords differ; nothing was changed", file=sys.stderr)
+        return None
+    return password
+
+
+def _ids(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def console_add_user(args: argparse.Namespace) -> int:
+    _, accounts, audit = _console_stores(get_settings())
+    if accounts.by_username(args.username) is not None:
+        print(f"account {args.username!r} already exists", file=sys.stderr)
+        return 1
+    password = _new_password(args)
+    if password is None:
+        return 1
+    try:
+        account = accounts.create(
+            args.username,
+            args.name,
+            password,
+            args.role,
+            departments=_ids(args.departments),
+            permissions=_ids(args.permissions),
+            capacity=args.capacity,
+        )
+    except ValueError as exc:  # includes AccountExists (a parallel add-user)
+        print(exc, file=sys.stderr)
+        return 1
+    detail = {"change": "account_created", "role": account.role, "departments": list(account.departments)}
+    audit.record(
+        args.actor, "edit", f"account:{account.username}", role="operator", detail=detail, client=_cli_client()
+    )
+    print(f"created {account.role} {account.username} ({account.display_name})")
+    return 0
+
+
+def console_list_users(_: argparse.Namespace) -> int:
+    _, accounts, _audit = _console_stores(get_settings())
+    print("username\tname\trole\tdepartments\tcapacity\tstatus\tactive")
+    for a in accounts.list():
+        departments = ",".join(a.departments) or "-"
+        print(f"{a.username}\t{a.display_name}\t{a.role}\t{departments}\t{a.capacity}\t{a.status}\t{a.active}")
+    return 0
+
+
+def console_set_password(args: argparse.Namespace) -> int:
+    from console.sessions import SessionStore
+
+    settings = get_settings()
+    engine, accounts, audit = _console_stores(settings)
+    account = accounts.by_username(args.username)
+    if account is None:
+        print(f"no account {args.username!r}", file=sys.stderr)
+        return 1
+    password = _new_password(args)
+    if password is None:
+        return 1
+    try:
+        accounts.set_password(account.username, password)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    minutes = dt.timedelta(minutes=1)
+    sessions = SessionStore(
+        engine, settings.console.session_idle_minutes * minutes, settings.console.session_absolute_minutes * minutes
+    )
+    sessions.delete_for_account(account.id)
+    detail = {"change": "password_set"}
+    audit.record(
+        args.actor, "edit", f"account:{account.username}", role="operator", detail=detail, client=_cli_client()
+    )
+    print(f"password changed for {account.username}; their console sessions were ended")
     return 0
 
 
@@ -189,7 +340,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", type=_date, help="from this date (UTC, inclusive)")
     p.add_argument("--until", type=_date, help="up to this date (UTC, exclusive)")
     p.add_argument("--out", default="-", help="output file (default: stdout)")
+    p.add_argument("--mask", action="store_true", help="mask ID card and phone numbers")
+    p.add_argument("--actor", default=getpass.getuser(), help="recorded in the audit log as who exported")
     p.set_defaults(handler=transcripts_export)
+    p = tr.add_parser("verify", help="check the hash chains (exit 1 naming the first bad entry)")
+    p.add_argument("--conversation", help="only this conversation id")
+    p.set_defaults(handler=transcripts_verify)
+    p = tr.add_parser("purge", help="delete conversations idle longer than transcripts.retention_days (audited)")
+    p.add_argument("--before", type=_date, help="instead: conversations last active before this date (UTC)")
+    p.add_argument("--actor", default=getpass.getuser(), help="recorded in the audit log as who purged")
+    p.set_defaults(handler=transcripts_purge)
+
+    con = sub.add_parser("console", help="agent console accounts").add_subparsers(dest="console_command", required=True)
+    p = con.add_parser("add-user", help="create a console account (asks for the password twice)")
+    p.add_argument("username")
+    p.add_argument("--name", required=True, help="name shown to citizens, e.g. 王芳")
+    p.add_argument("--role", choices=["agent", "supervisor", "admin"], default="agent")
+    p.add_argument("--departments", default="", help="comma-separated queue/department ids, e.g. general,police")
+    p.add_argument("--permissions", default="", help="comma-separated extra permissions, e.g. view_pii")
+    p.add_argument("--capacity", type=int, default=3, help="most chats at once (default 3)")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    p.add_argument("--actor", default=getpass.getuser(), help="recorded in the audit log as who made the change")
+    p.set_defaults(handler=console_add_user)
+    p = con.add_parser("list-users", help="list console accounts")
+    p.set_defaults(handler=console_list_users)
+    p = con.add_parser("set-password", help="set an account's password and end its sessions")
+    p.add_argument("username")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    p.add_argument("--actor", default=getpass.getuser(), help="recorded in the audit log as who made the change")
+    p.set_defaults(handler=console_set_password)
     return parser
 
 

@@ -57,6 +57,26 @@ class AppointmentSettings(BaseModel):
     timezone: str = "Asia/Shanghai"
 
 
+class EscalationSettings(BaseModel):
+    queues_file: Path = PROJECT_DIR / "bot" / "data" / "queues.yml"
+    timezone: str = "Asia/Shanghai"  # service hours are local time
+    overflow_check_seconds: float = Field(default=30, gt=0)
+
+
+class ConsoleSettings(BaseModel):
+    session_idle_minutes: float = Field(default=30, gt=0)  # sliding: each request extends it
+    session_absolute_minutes: float = Field(default=12 * 60, gt=0)  # from login, whatever the activity
+    secure_cookies: bool = False  # true behind HTTPS (recommended): cookies only travel encrypted
+    login_max_failures_per_user: int = Field(default=5, ge=1)
+    login_max_failures_per_client: int = Field(default=20, ge=1)
+    login_window_minutes: float = Field(default=15, gt=0)
+
+
+class TranscriptSettings(BaseModel):
+    # `zhixun transcripts purge` deletes conversations idle longer than this (default 3 years).
+    retention_days: int = Field(default=1095, ge=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ZHIXUN_", env_nested_delimiter="__", extra="ignore")
 
@@ -70,6 +90,9 @@ class Settings(BaseSettings):
     chat: ChatSettings = ChatSettings()
     rasa: RasaSettings = RasaSettings()
     appointments: AppointmentSettings = AppointmentSettings()
+    transcripts: TranscriptSettings = TranscriptSettings()
+    console: ConsoleSettings = ConsoleSettings()
+    escalation: EscalationSettings = EscalationSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -9,8 +9,9 @@ from bot import aspects
 from bot.action_server import Dispatcher, Event, Tracker, action, followup, slot
 from bot.answers import SCOPE, scored
 from bot.dialogue import Dialogue
-from bot.handoff import Reason
+from bot.escalation import Reason
 from bot.messages import Button, payload
+from bot.notices import CALLBACK_BUTTON, after_hours_notice, queue_notice
 from knowledge_base.retrieval import SearchResult
 from knowledge_base.schema import Entry
 from knowledge_base.text import normalise
@@ -133,16 +134,21 @@ def action_followup(t: Tracker, d: Dispatcher, ctx: Dialogue) -> list[Event]:
 
 def hand_off(t: Tracker, d: Dispatcher, ctx: Dialogue, reason: Reason) -> list[Event]:
     item = t.slots.get("item")
-    ctx.handoffs.request(t.sender_id, reason, item)
+    # What the agent needs so that nothing is asked twice: the 情形 answers given so far.
+    context = {"scenario_item": t.slots.get("scenario_item"), "scenario_answers": t.slots.get("scenario_answers") or {}}
+    escalation = ctx.escalations.request(t.sender_id, reason, item, context)
     opening = {
         "complaint": "非常抱歉给您带来不好的体验。",
         "repeated_miss": "抱歉，这个问题我没能答好。",
         "requested": "好的。",
     }[reason]
-    d.text(
-        f"{opening}正在为您转接人工客服，请稍候。工作人员接入后能看到我们之前的对话，您不用重复说明。"
-        "如果现在不方便等待，也可以拨打12345政务服务便民热线。"
-    )
+    if escalation is None or not escalation.after_hours:
+        d.text(
+            opening + (queue_notice(ctx.escalations, escalation) if escalation else "正在为您转接人工客服，请稍候。")
+        )
+    else:
+        queue = ctx.escalations.standing(escalation).queue
+        d.buttons(opening + after_hours_notice(queue.hours_text()), [CALLBACK_BUTTON])
     d.meta["handoff"] = reason
     return [slot("misses", 0), slot("offer", None)]
 

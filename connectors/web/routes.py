@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
+from bot.live import LocalHub, Subscription, conversation_topic
 from bot.service import ChatService, Turn, UnknownConversation, UserMessage
+from bot.transcripts import TranscriptLine, TranscriptStore
 from connectors.web.errors import ApiError
 from connectors.web.ratelimit import TokenBucket
 from connectors.web.schemas import ChatRequest, ChatResponse, ErrorResponse, ScoredCandidate
@@ -55,6 +59,7 @@ def to_response(turn: Turn) -> ChatResponse:
         band=answer.band,
         candidates=[ScoredCandidate(kb_id=c.kb_id, score=c.score) for c in answer.candidates],
         handoff=answer.handoff,
+        handled_by=turn.handled_by,
     )
 
 
@@ -80,18 +85,82 @@ def chat(body: ChatRequest, request: Request, service: Annotated[ChatService, De
     return run_turn(service, body, settings.chat.max_text_chars, client)
 
 
+class RatingIn(BaseModel):
+    escalation_id: int
+    score: int = Field(ge=1, le=5, description="1 (很不满意) … 5 (非常满意)")
+    comment: str = Field(default="", max_length=500)
+
+
+def citizen_view(line: TranscriptLine | dict[str, Any]) -> dict[str, Any]:
+    """What the citizen's page may see of an agent or system line (never agents' notes to each other)."""
+    data = line if isinstance(line, dict) else line.to_json()
+    payload = data.get("payload") or {}
+    return {
+        "seq": data["seq"],
+        "role": data["role"],
+        "text": data["text"],
+        "created_at": data["created_at"],
+        **{key: payload[key] for key in CITIZEN_FIELDS if isinstance(payload, dict) and key in payload},
+    }
+
+
+CITIZEN_FIELDS = ("event", "escalation_id", "agent_name", "rate", "rich")
+
+
+@router.get("/api/chat/{conversation_id}/lines", tags=["chat"])
+def lines_after(conversation_id: str, request: Request, after: int = 0) -> dict:
+    """Agent and system lines after `after` (a seq): how a JSON-API client follows a human handoff."""
+    transcripts: TranscriptStore = request.app.state.transcripts
+    if not transcripts.exists(conversation_id):
+        raise ApiError(404, "unknown_conversation", "找不到这个会话，请刷新页面开始新的咨询。")
+    return {"lines": [citizen_view(line) for line in _pushed_lines(transcripts, conversation_id, after)]}
+
+
+@router.post("/api/chat/{conversation_id}/rating", tags=["chat"])
+def rate(conversation_id: str, body: RatingIn, request: Request) -> dict:
+    """The citizen's 好差评 of a finished human service, once per escalation."""
+    if not request.app.state.escalations.rate(body.escalation_id, conversation_id, body.score, body.comment.strip()):
+        raise ApiError(409, "cannot_rate", "这次服务已经评价过，或还不能评价。")
+    return {"ok": True, "message": "感谢您的评价！"}
+
+
+def _pushed_lines(transcripts: TranscriptStore, conversation_id: str, after: int) -> list[TranscriptLine]:
+    return [
+        line for line in transcripts.lines(conversation_id) if line.seq > after and line.role in ("agent", "system")
+    ]
+
+
 @router.websocket("/ws/chat")
 async def chat_socket(socket: WebSocket) -> None:
-    """Frames in: {"text", "payload"?, "conversation_id"?, "client_id"?}. Out: "typing", "reply" or "error"."""
+    """Frames in: {"text", "payload"?, "conversation_id"?, "client_id"?}, or {"type": "resume",
+    "conversation_id", "after"} after a reconnect. Out: "typing", "reply", "error", and "line" (an agent's
+    message or a queue notice, pushed as it happens)."""
     await socket.accept()
     client = socket.client.host if socket.client else "unknown"
-    try:
-        await _serve_socket(socket, client)
-    except WebSocketDisconnect:
-        return  # the turn in flight is already in the transcript; the page re-sends only unanswered lines
+    hub: LocalHub = socket.app.state.hub
+    sending = anyio.Lock()
+
+    async def send(frame: dict[str, Any]) -> None:
+        async with sending:
+            await socket.send_json(frame)
+
+    async with hub.subscribe() as subscription:
+
+        async def forward() -> None:
+            while True:
+                event = await subscription.get()
+                if event["type"] == "line" and event["line"]["role"] in ("agent", "system"):
+                    await send({"type": "line", "line": citizen_view(event["line"])})
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(forward)
+            # On disconnect the turn in flight is already in the transcript; the page re-sends only unanswered lines.
+            with contextlib.suppress(WebSocketDisconnect):
+                await _serve_socket(socket, client, send, subscription)
+            tasks.cancel_scope.cancel()
 
 
-async def _serve_socket(socket: WebSocket, client: str) -> None:
+async def _serve_socket(socket: WebSocket, client: str, send: Any, subscription: Subscription) -> None:
     app = socket.app
     while True:
         message = await socket.receive()
@@ -104,15 +173,21 @@ async def _serve_socket(socket: WebSocket, client: str) -> None:
                 raise ApiError(422, "text_frames_only", "只支持文本消息。")
             frame = json.loads(raw)
             client_id = frame.get("client_id") if isinstance(frame, dict) else None
+            if isinstance(frame, dict) and frame.get("type") == "resume":
+                await _resume(app, frame, send, subscription)
+                continue
             check_rate(app.state.rate_limiter, client)
             request = ChatRequest.model_validate(frame)
-            await socket.send_json({"type": "typing", "client_id": client_id})
+            if request.conversation_id:
+                subscription.follow(conversation_topic(request.conversation_id))
+            await send({"type": "typing", "client_id": client_id})
             response = await run_in_threadpool(
                 run_turn, app.state.chat_service, request, app.state.settings.chat.max_text_chars, client
             )
-            await socket.send_json({"type": "reply", "client_id": client_id, **response.model_dump(mode="json")})
+            subscription.follow(conversation_topic(response.conversation_id))
+            await send({"type": "reply", "client_id": client_id, **response.model_dump(mode="json")})
         except (json.JSONDecodeError, ValidationError, AttributeError):
-            await socket.send_json(
+            await send(
                 {
                     "type": "error",
                     "client_id": client_id,
@@ -120,9 +195,20 @@ async def _serve_socket(socket: WebSocket, client: str) -> None:
                 }
             )
         except ApiError as exc:
-            await socket.send_json(
-                {"type": "error", "client_id": client_id, "error": {"code": exc.code, "message": exc.message}}
-            )
+            await send({"type": "error", "client_id": client_id, "error": {"code": exc.code, "message": exc.message}})
+
+
+async def _resume(app: Any, frame: dict[str, Any], send: Any, subscription: Subscription) -> None:
+    """A reconnected page: follow its conversation again and replay what it missed meanwhile."""
+    conversation_id, after = frame.get("conversation_id"), frame.get("after", 0)
+    transcripts: TranscriptStore = app.state.transcripts
+    if not isinstance(conversation_id, str) or not isinstance(after, int) or len(conversation_id) > 64:
+        raise ApiError(422, "invalid_request", "消息格式不正确。")
+    if not await run_in_threadpool(transcripts.exists, conversation_id):
+        raise ApiError(404, "unknown_conversation", "找不到这个会话，请刷新页面开始新的咨询。")
+    subscription.follow(conversation_topic(conversation_id))
+    for line in await run_in_threadpool(_pushed_lines, transcripts, conversation_id, after):
+        await send({"type": "line", "line": citizen_view(line)})
 
 
 @router.get("/", include_in_schema=False)

@@ -35,6 +35,9 @@ class ChatResponse(BaseModel):
     handoff: str | None = Field(
         default=None, description="Set when this turn asked for a person: requested, complaint or repeated_miss."
     )
+    handled_by: Literal["bot", "queue", "agent"] = Field(
+        default="bot", description="Who answers now: the bot, the human queue (waiting), or an agent."
+    )
 
 
 class ErrorBody(BaseModel):

@@ -9,6 +9,7 @@
   var conversationId = sessionStorage.getItem("zhixun.conversation") || null;
   var pending = [];      // frames not yet answered; re-sent after a reconnect
   var socket = null, retry = 0, typingEl = null, seq = 0, reconnectTimer = null;
+  var lastSeq = Number(sessionStorage.getItem("zhixun.lastSeq") || 0);  // last agent/system line shown
 
   function el(tag, cls, text) {
     var node = document.createElement(tag);
@@ -131,6 +132,49 @@
     // A long answer card is read from its title, not from its end.
     if (firstCard) log.scrollTop = firstCard.offsetTop - log.offsetTop - 8;
   }
+  // A person's message or a queue notice, pushed while an agent handles the conversation.
+  function renderLine(line) {
+    if (line.seq <= lastSeq) return;
+    lastSeq = line.seq; sessionStorage.setItem("zhixun.lastSeq", String(lastSeq));
+    if (line.role === "agent") {
+      var bubble = add(el("div", "msg agent"));
+      bubble.appendChild(el("span", "who", "工作人员" + (line.agent_name ? " " + line.agent_name : "")));
+      bubble.appendChild(el("div", null, line.text));
+      (line.rich || []).forEach(function (m) { if (m.type === "kb_card") add(renderCard(m)); });
+    } else {
+      add(el("div", "msg notice", line.text));
+    }
+    if (line.rate && line.escalation_id) add(renderRating(line.escalation_id));
+  }
+  function renderRating(escalationId) {
+    var box = el("form", "msg bot rating");
+    box.appendChild(el("p", null, "请为本次人工服务评价："));
+    var stars = el("div", "choices"), chosen = 0;
+    ["非常不满意", "不满意", "一般", "满意", "非常满意"].forEach(function (label, i) {
+      var b = el("button", null, (i + 1) + "星 " + label); b.type = "button";
+      b.setAttribute("data-score", String(i + 1));
+      b.addEventListener("click", function () {
+        chosen = i + 1;
+        Array.prototype.forEach.call(stars.children, function (x) { x.classList.toggle("chosen", Number(x.getAttribute("data-score")) <= chosen); });
+      });
+      stars.appendChild(b);
+    });
+    box.appendChild(stars);
+    var comment = el("textarea"); comment.maxLength = 500; comment.rows = 2; comment.placeholder = "意见建议（选填）";
+    box.appendChild(comment);
+    var submit = el("button", "submit", "提交评价"); submit.type = "submit"; box.appendChild(submit);
+    box.addEventListener("submit", function (event) {
+      event.preventDefault();
+      if (!chosen) { submit.textContent = "请先选择星级"; return; }
+      fetch("/api/chat/" + conversationId + "/rating", {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ escalation_id: escalationId, score: chosen, comment: comment.value })
+      }).then(function (r) { return r.json(); }).then(function (data) {
+        box.textContent = ""; box.appendChild(el("p", null, data.message || (data.error && data.error.message) || "感谢您的评价！"));
+      });
+    });
+    return box;
+  }
   function setTyping(on) {
     if (on && !typingEl) typingEl = add(el("div", "typing", "正在输入"));
     if (!on && typingEl) { typingEl.remove(); typingEl = null; }
@@ -145,17 +189,19 @@
     socket = new WebSocket(scheme + location.host + "/ws/chat");
     socket.onopen = function () {
       retry = 0; statusEl.textContent = "在线";
+      if (conversationId) socket.send(JSON.stringify({ type: "resume", conversation_id: conversationId, after: lastSeq }));
       pending.forEach(function (p) { p.frame.conversation_id = conversationId; socket.send(JSON.stringify(p.frame)); });
     };
     socket.onmessage = function (event) {
       var frame = JSON.parse(event.data);
       if (frame.type === "typing") { setTyping(true); return; }
+      if (frame.type === "line") { renderLine(frame.line); return; }
       var item = pending.filter(function (p) { return p.frame.client_id === frame.client_id; })[0];
       if (item) item.bubble.classList.remove("pending");
       settle(frame.client_id);
       if (frame.type === "reply") renderReply(frame);
       else if (frame.type === "error") {
-        if (frame.error.code === "unknown_conversation") { conversationId = null; sessionStorage.removeItem("zhixun.conversation"); }
+        if (frame.error.code === "unknown_conversation") { conversationId = null; lastSeq = 0; sessionStorage.removeItem("zhixun.conversation"); sessionStorage.removeItem("zhixun.lastSeq"); }
         add(el("div", "msg error", frame.error.message));
       }
     };
