@@ -26,6 +26,7 @@ calibrate: setup
 
 bench: setup
 	$(PY) -m bench.chat_latency
+	$(PY) -m bench.queue_latency
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy zhixun bot knowledge_base connectors console

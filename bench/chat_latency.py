@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -89,35 +90,43 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_service() -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    scratch = Path(tempfile.mkdtemp(prefix="zhixun-bench-"))
-    env = dict(
-        os.environ,
-        ZHIXUN_DATABASE_URL=f"sqlite:///{scratch / 'bench.db'}",
-        ZHIXUN_PORT=str(port),
-        ZHIXUN_CHAT__RATE_PER_SECOND="1000000",
-        ZHIXUN_CHAT__RATE_BURST="1000000",
-        ZHIXUN_RASA__PORT=str(free_port()),
-        ZHIXUN_RASA__TRACKER_URL=f"sqlite:///{scratch / 'tracker.db'}",
-    )
+def spawn(
+    env: dict[str, str], ready: Callable[[dict], bool] = lambda health: True, seconds: float = 180
+) -> subprocess.Popen:
+    """`zhixun run` with these ZHIXUN_* settings, once its /health satisfies `ready`."""
+    url = f"http://127.0.0.1:{env['ZHIXUN_PORT']}"
     process = subprocess.Popen(
         [sys.executable, "-m", "zhixun.cli", "run"],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(900):  # the app answers at once; Rasa takes a while to load its model
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         try:
-            if httpx.get(url + "/health", timeout=1).json().get("dialogue") == "rasa":
-                return process, url
+            if ready(httpx.get(url + "/health", timeout=1).json()):
+                return process
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
     process.kill()
-    raise RuntimeError("service (with Rasa) did not start within 180 s")
+    raise RuntimeError(f"service did not start within {seconds:.0f} s")
+
+
+def start_service() -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    scratch = Path(tempfile.mkdtemp(prefix="zhixun-bench-"))
+    env = {
+        "ZHIXUN_DATABASE_URL": f"sqlite:///{scratch / 'bench.db'}",
+        "ZHIXUN_PORT": str(port),
+        "ZHIXUN_CHAT__RATE_PER_SECOND": "1000000",
+        "ZHIXUN_CHAT__RATE_BURST": "1000000",
+        "ZHIXUN_RASA__PORT": str(free_port()),
+        "ZHIXUN_RASA__TRACKER_URL": f"sqlite:///{scratch / 'tracker.db'}",
+    }
+    # The app answers at once; Rasa takes a while to load its model.
+    return spawn(env, lambda health: health.get("dialogue") == "rasa"), f"http://127.0.0.1:{port}"
 
 
 def main(argv: list[str] | None = None) -> int:

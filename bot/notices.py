@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from bot.escalation import Escalation, EscalationService
-from bot.messages import Button, payload
+from bot.messages import Button, ButtonsMessage, RichMessage, TextMessage, payload
 
 CALLBACK_BUTTON = Button(title="请工作人员回电", payload=payload("callback"))
 # Mainland mobile numbers, and landlines with an area code.
@@ -27,6 +27,20 @@ def after_hours_notice(hours: str) -> str:
         f"现在不是人工服务时间（{hours}）。您可以直接留言，工作人员上班后会第一时间查看并回复；"
         "也可以留下手机号码，我们上班后给您回电。"
     )
+
+
+# Asking for a person in so many words: honoured even while Rasa is down.
+ASKS_FOR_PERSON = re.compile(r"转人工|接人工|找人工|人工客服|人工服务|人工坐席")
+
+
+def handoff_replies(escalations: EscalationService, escalation: Escalation | None, opening: str) -> list[RichMessage]:
+    """What the citizen is told when handed to a person: where they stand, or the hours and a call-back."""
+    if escalation is None:
+        return [TextMessage(text=opening + "正在为您转接人工客服，请稍候。")]
+    if not escalation.after_hours:
+        return [TextMessage(text=opening + queue_notice(escalations, escalation))]
+    hours = escalations.standing(escalation).queue.hours_text()
+    return [ButtonsMessage(text=opening + after_hours_notice(hours), buttons=[CALLBACK_BUTTON])]
 
 
 def phone_in(text: str) -> str | None:

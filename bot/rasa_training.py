@@ -1,10 +1,7 @@
 """Assemble Rasa's training data, and train a model only when that data changed.
 
-Two intents get examples from the knowledge base: ask_service (a few questions
-per entry, chosen for variety) and inform (the 情形 options' labels and
-synonyms: exactly the words citizens answer a scenario question with, so a
-curator's new scenario teaches the classifier too). Everything else is
-hand-written under `training_data/`.
+ask_service examples come from the knowledge base (a few questions per entry,
+chosen for variety); everything else is hand-written under `training_data/`.
 The model file is named by a hash of everything that shapes it, so set-up
 re-trains exactly when the inputs change and otherwise costs nothing.
 """
@@ -13,14 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-import jieba
 import yaml
 
 from knowledge_base import files
@@ -35,7 +30,6 @@ CREDENTIALS = PROJECT_DIR / "credentials.yml"
 RASA_LOCK = PROJECT_DIR / "requirements" / "rasa.lock"
 RASA_BIN = PROJECT_DIR / ".venv-rasa" / "bin" / "rasa"
 QUESTIONS_PER_ENTRY = 3
-GENERATED = "# Generated from the knowledge base by bot/rasa_training.py; do not edit.\n"
 
 RASA_ENV = {"RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
 
@@ -57,108 +51,10 @@ def service_examples(entries: Iterable[Entry], per_entry: int = QUESTIONS_PER_EN
     return list(examples.values())
 
 
-def situation_examples(entries: Iterable[Entry]) -> list[str]:
-    """Every scenario option's label and synonyms, once each."""
-    examples: dict[str, str] = {}
-    for entry in entries:
-        for question in entry.scenario.questions if entry.scenario else []:
-            for option in question.options:
-                for words in [option.label, *option.synonyms]:
-                    if len(words) >= 2:  # 「有」「娃」 alone read as affirm or chat as much as a situation
-                        examples.setdefault(normalise_question(words), words)
-    return list(examples.values())
-
-
-# Words in item titles that name an action or a form, not a service: 「申领」「查询」「证明」…
-_GENERIC_TITLE_WORDS = frozenset(
-    [
-        "登记",
-        "申领",
-        "查询",
-        "申请",
-        "许可",
-        "备案",
-        "一件",
-        "证明",
-        "人员",
-        "办理",
-        "补贴",
-        "报名",
-        "转移",
-        "注销",
-        "认定",
-        "基本",
-        "领取",
-        "服务",
-        "普通",
-        "变更",
-        "设立",
-        "信息",
-        "公示",
-        "使用",
-        "核发",
-        "签订",
-        "解除",
-        "咨询",
-        "提升",
-        "评审",
-        "接收",
-        "存放",
-        "成立",
-        "设置",
-        "投诉",
-        "开立",
-        "企业",
-        "居民",
-        "个人",
-        "社会",
-        "机构",
-        "组织",
-        "生活",
-        "临时",
-        "特种",
-        "电子",
-        "简易",
-        "两项",
-        "境外",
-        "城镇",
-        "高龄",
-        "补领",
-        "换领",
-        "补办",
-        "首次",
-        "办事",
-        "事项",
-        "业务",
-        "手续",
-        "相关",
-        "资格",
-        "确认",
-        "审批",
-        "发放",
-        "缴纳",
-        "提取",
-    ]
-)
-
-
-def service_words(entries: Iterable[Entry]) -> list[str]:
-    """The nouns of the items' titles (护照, 公积金, 营业执照…): a lookup feature telling DIET that a
-    message names a service, which separates a service question from a follow-up about the current one."""
-    words: set[str] = set()
-    for entry in entries:
-        for word in jieba.lcut(re.sub(r"[（(].*?[)）]", "", entry.title)):
-            if len(word) >= 2 and word not in _GENERIC_TITLE_WORDS and re.fullmatch(r"[\u4e00-\u9fff]+", word):
-                words.add(word)
-    return sorted(words)
-
-
 def hand_written_examples() -> set[str]:
     seen: set[str] = set()
     for path in sorted(TRAINING_DIR.glob("*.yml")):
         for block in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("nlu", []):
-            if "intent" not in block:  # regex and lookup blocks hold patterns, not examples
-                continue
             for line in str(block.get("examples", "")).splitlines():
                 seen.add(normalise_question(line.strip().removeprefix("- ")))
     return seen
@@ -174,24 +70,14 @@ def build_data(out_dir: Path, kb_dir: Path | None = None) -> Path:
         shutil.copy(path, data_dir / path.name)
     entries = files.load_directory(kb_dir or files.DATA_DIR, require_coverage=False)
     taken = hand_written_examples()
-    questions = [q for q in service_examples(entries) if normalise_question(q) not in taken]
-    taken |= {normalise_question(q) for q in questions}
-    situations = [s for s in situation_examples(entries) if normalise_question(s) not in taken]
-    _write_examples(data_dir / "kb_ask_service.yml", "ask_service", questions)
-    _write_examples(data_dir / "kb_inform.yml", "inform", situations)
-    body = "".join(f"      - {word}\n" for word in service_words(entries))
-    (data_dir / "kb_lookup.yml").write_text(
-        f'{GENERATED}version: "3.1"\nnlu:\n  - lookup: service_item\n    examples: |\n{body}', encoding="utf-8"
-    )
-    return data_dir
-
-
-def _write_examples(path: Path, intent: str, examples: list[str]) -> None:
+    examples = [q for q in service_examples(entries) if normalise_question(q) not in taken]
     body = "".join(f"      - {_yaml_scalar(q)}\n" for q in examples)
-    path.write_text(
-        f'{GENERATED}version: "3.1"\nnlu:\n  - intent: {intent}\n    examples: |\n{body}',
+    (data_dir / "kb_ask_service.yml").write_text(
+        '# Generated from the knowledge base by bot/rasa_training.py; do not edit.\nversion: "3.1"\nnlu:\n'
+        f"  - intent: ask_service\n    examples: |\n{body}",
         encoding="utf-8",
     )
+    return data_dir
 
 
 def _yaml_scalar(text: str) -> str:

@@ -16,7 +16,7 @@ from typing import Literal
 from bot.answers import Answer, KBAnswerer, Scored
 from bot.escalation import Escalation, EscalationService
 from bot.messages import TextMessage, parse_payload
-from bot.notices import phone_in, queue_notice
+from bot.notices import ASKS_FOR_PERSON, handoff_replies, phone_in, queue_notice
 from bot.rasa_client import DialogueUnavailable, RasaClient
 from bot.transcripts import TranscriptLine, TranscriptStore
 
@@ -123,6 +123,9 @@ class ChatService:
                         meta.get("kb_id"),
                         meta.get("handoff"),
                     )
+        if ASKS_FOR_PERSON.search(message.text):
+            escalation = self.escalations.request(conversation_id, "requested", None)
+            return Answer(handoff_replies(self.escalations, escalation, "好的。"), "none", [], None, "requested")
         return self.answerer.respond(message.text, message.payload)
 
 

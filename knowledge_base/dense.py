@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any, Protocol
 
 import faiss
 import numpy as np
+
+RECENT_QUERIES = 4096  # ~6 MB of 384-d float32 vectors
 
 
 class Embedder(Protocol):
@@ -37,6 +40,8 @@ class EmbeddingCache:
         # thread (which oversubscribes the cores), and queued queries go in together as one batch.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
         self._batcher = _QueryBatcher(self)
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.query_hits = self.query_misses = 0
         if path is not None and path.exists():
             with np.load(path) as data:
                 self._vectors = {key: data[key] for key in data.files}
@@ -66,8 +71,21 @@ class EmbeddingCache:
         return np.concatenate([c.result() for c in chunks]) if chunks else np.zeros((0, self.dim), np.float32)
 
     def query_vector(self, text: str) -> np.ndarray:
-        """One query's vector. Concurrent callers are batched into one model call."""
-        return self._batcher.submit(text)
+        """One query's vector. Citizens repeat themselves (hot questions, 「要多久」「在哪里办」), so recent
+        queries are kept in a small LRU; the rest are batched with concurrent callers into one model call."""
+        with self._lock:
+            cached = self._recent.get(text)
+            if cached is not None:
+                self._recent.move_to_end(text)
+                self.query_hits += 1
+                return cached
+        vector = self._batcher.submit(text)
+        with self._lock:
+            self._recent[text] = vector
+            if len(self._recent) > RECENT_QUERIES:
+                self._recent.popitem(last=False)
+            self.query_misses += 1
+        return vector
 
     def _encode_now(self, texts: list[str], prompt: str, batch_size: int) -> np.ndarray:
         vectors = self.embedder.encode(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import threading
 import time
@@ -14,16 +15,51 @@ import httpx
 import pytest
 import uvicorn
 
+from bot.queues import QUEUES_FILE
 from zhixun.settings import RasaSettings, Settings
 
 ADMIN_TOKEN = "test-admin-token"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
+def always_open(path: Path) -> Path:
+    """The shipped queues with round-the-clock hours, so tests do not depend on the time they run."""
+    text = QUEUES_FILE.read_text(encoding="utf-8")
+    text = text.replace('[["09:00", "12:00"], ["13:30", "17:30"]]', '[["00:00", "23:59:59"]]')
+    text = text.replace('[["08:30", "20:00"]]', '[["00:00", "23:59:59"]]').replace(
+        '[["09:00", "17:00"]]', '[["00:00", "23:59:59"]]'
+    )
+    path.write_text(text + "\n", encoding="utf-8")
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Debian's chromium driven by Playwright (no browser download), shared by the browser tests."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -123,6 +159,8 @@ def dialogue_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dialog
         port=port,
         chat={"rate_per_second": 50.0, "rate_burst": 200},
         rasa=rasa_settings,
+        public_base_url=f"http://127.0.0.1:{port}",
+        escalation={"queues_file": always_open(tmp / "queues.yml")},
     )
     rasa = RasaProcess(RasaLaunch.for_app(rasa_settings, model, port, rasa_settings.action_token, tmp), check_every=0.5)
     rasa.start()

@@ -13,9 +13,8 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from console.accounts import AccountStore
-from tests.conftest import LiveServer, _serve, free_port
+from tests.conftest import LiveServer, _serve, always_open, free_port
 from tests.test_console_auth import PASSWORD, login
-from tests.test_escalation import always_open
 from zhixun.settings import Settings
 
 pytestmark = pytest.mark.slow

@@ -12,23 +12,13 @@ from sqlalchemy.orm import Session
 
 from bot.escalation import AgentRef, EscalationError, EscalationRow, EscalationService
 from bot.live import LocalHub
-from bot.queues import QUEUES_FILE, QueueConfig
+from bot.queues import QueueConfig
 from bot.transcripts import TranscriptStore
+from tests.conftest import always_open
 from zhixun.database import make_engine
 
 DEPARTMENTS = {"passport.renew": "公安局出入境管理局", "pension.claim": "人力资源和社会保障局"}
 WANG, LI, ZHAO = AgentRef("wangfang", "王芳"), AgentRef("lilei", "李磊"), AgentRef("zhao", "赵敏", capacity=1)
-
-
-def always_open(path: Path) -> Path:
-    """The shipped queues with round-the-clock hours, so tests do not depend on the time they run."""
-    text = QUEUES_FILE.read_text(encoding="utf-8")
-    text = text.replace('[["09:00", "12:00"], ["13:30", "17:30"]]', '[["00:00", "23:59:59"]]')
-    text = text.replace('[["08:30", "20:00"]]', '[["00:00", "23:59:59"]]').replace(
-        '[["09:00", "17:00"]]', '[["00:00", "23:59:59"]]'
-    )
-    path.write_text(text + "\n", encoding="utf-8")
-    return path
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from bot.answers import SCOPE, scored
 from bot.dialogue import Dialogue
 from bot.escalation import Reason
 from bot.messages import Button, payload
-from bot.notices import CALLBACK_BUTTON, after_hours_notice, queue_notice
+from bot.notices import handoff_replies
 from knowledge_base.retrieval import SearchResult
 from knowledge_base.schema import Entry
 from knowledge_base.text import normalise
@@ -142,13 +142,8 @@ def hand_off(t: Tracker, d: Dispatcher, ctx: Dialogue, reason: Reason) -> list[E
         "repeated_miss": "抱歉，这个问题我没能答好。",
         "requested": "好的。",
     }[reason]
-    if escalation is None or not escalation.after_hours:
-        d.text(
-            opening + (queue_notice(ctx.escalations, escalation) if escalation else "正在为您转接人工客服，请稍候。")
-        )
-    else:
-        queue = ctx.escalations.standing(escalation).queue
-        d.buttons(opening + after_hours_notice(queue.hours_text()), [CALLBACK_BUTTON])
+    for message in handoff_replies(ctx.escalations, escalation, opening):
+        d.say(message)
     d.meta["handoff"] = reason
     return [slot("misses", 0), slot("offer", None)]
 
