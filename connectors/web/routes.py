@@ -124,10 +124,14 @@ def rate(conversation_id: str, body: RatingIn, request: Request) -> dict:
     return {"ok": True, "message": "感谢您的评价！"}
 
 
+def _for_citizen(line: dict[str, Any]) -> bool:
+    """Agents' messages and queue notices; not the queue entry itself, which the bot's reply announces."""
+    payload = line.get("payload") or {}
+    return line["role"] == "agent" or (line["role"] == "system" and payload.get("event") != "escalation")
+
+
 def _pushed_lines(transcripts: TranscriptStore, conversation_id: str, after: int) -> list[TranscriptLine]:
-    return [
-        line for line in transcripts.lines(conversation_id) if line.seq > after and line.role in ("agent", "system")
-    ]
+    return [line for line in transcripts.lines(conversation_id) if line.seq > after and _for_citizen(line.to_json())]
 
 
 @router.websocket("/ws/chat")
@@ -149,7 +153,7 @@ async def chat_socket(socket: WebSocket) -> None:
         async def forward() -> None:
             while True:
                 event = await subscription.get()
-                if event["type"] == "line" and event["line"]["role"] in ("agent", "system"):
+                if event["type"] == "line" and _for_citizen(event["line"]):
                     await send({"type": "line", "line": citizen_view(event["line"])})
 
         async with anyio.create_task_group() as tasks:
