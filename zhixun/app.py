@@ -21,15 +21,18 @@ from bot.checklists import ChecklistStore
 from bot.dialogue import Dialogue
 from bot.escalation import EscalationService
 from bot.live import LocalHub
+from bot.notifier import OutboxNotifier
 from bot.queues import QueueConfig
 from bot.rasa_client import RasaClient
 from bot.service import ChatService
 from bot.transcripts import TranscriptStore
+from bot.video import VideoService
 from connectors.web import errors
 from connectors.web.checklist_pages import router as checklist_router
 from connectors.web.ratelimit import TokenBucket
 from connectors.web.routes import STATIC_DIR
 from connectors.web.routes import router as web_router
+from connectors.web.video_routes import router as video_router
 from console import auth as console_auth
 from console.auth_routes import router as console_auth_router
 from console.canned import CannedReplies
@@ -37,6 +40,8 @@ from console.desk import Desk
 from console.desk_routes import STATIC as CONSOLE_STATIC
 from console.desk_routes import router as desk_router
 from console.routes import router as console_router
+from console.supervisor_routes import router as supervisor_router
+from console.video_routes import router as console_video_router
 from knowledge_base import files
 from knowledge_base.embedding_model import embedding_cache
 from knowledge_base.retrieval import Calibration, Retriever
@@ -117,6 +122,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     escalations.create_tables()
     app.state.escalations = escalations
     app.state.desk = Desk(escalations, transcripts, retriever, audit)
+    app.state.notifier = OutboxNotifier(engine)
+    app.state.notifier.create_tables()
+    app.state.video = VideoService(
+        engine, transcripts, app.state.hub, escalations, app.state.notifier, settings.video, settings.public_base_url
+    )
+    app.state.video.create_tables()
     app.state.canned = CannedReplies(engine)
     app.state.canned.create_tables()
     app.state.dialogue = Dialogue(
@@ -133,11 +144,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limiter = TokenBucket(settings.chat.rate_per_second, settings.chat.rate_burst)
     errors.install(app)
     console_auth.install(app, engine, settings, audit)
-    app.add_middleware(BodySizeLimit, max_bytes=64 * 1024)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=64 * 1024,
+        # Recording chunks: the route checks its own limit and says why; this is the outer guard.
+        larger={r"/api/console/video/[0-9a-f]+/chunks": 2 * settings.video.max_chunk_bytes},
+    )
     app.include_router(web_router)
     app.include_router(console_router)
     app.include_router(console_auth_router)
     app.include_router(desk_router)
+    app.include_router(video_router)
+    app.include_router(console_video_router)
+    app.include_router(supervisor_router)
     app.include_router(action_router)
     app.include_router(checklist_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 from pydantic_settings import (
@@ -72,6 +73,24 @@ class ConsoleSettings(BaseModel):
     login_window_minutes: float = Field(default=15, gt=0)
 
 
+class VideoSettings(BaseModel):
+    """Video callback: invitation links, WebRTC ICE servers, recordings and where invitations are also sent."""
+
+    invite_ttl_minutes: float = Field(default=15, gt=0)  # an unused link expires after this
+    # RTCPeerConnection iceServers, e.g. [{"urls": "stun:stun.example.gov.cn:3478"},
+    # {"urls": ["turn:turn.example.gov.cn:3478"], "username": "u", "credential": "p"}]. Empty: one LAN/loopback.
+    ice_servers: list[dict[str, Any]] = Field(default_factory=list)
+    recordings_dir: Path = PROJECT_DIR / "var" / "recordings"
+    max_chunk_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)  # one MediaRecorder chunk upload
+    max_recording_bytes: int = Field(default=2 * 1024**3, ge=1024)  # one call's whole recording
+    # Also send the link by SMS (to a number the agent enters or the citizen's callback number) and, for
+    # WeChat conversations, as a template message; both go to the outbox table for a gateway to deliver.
+    sms_enabled: bool = False
+    sms_template: str = "video_invite"
+    wechat_enabled: bool = False
+    wechat_template: str = "video_invite"
+
+
 class TranscriptSettings(BaseModel):
     # `zhixun transcripts purge` deletes conversations idle longer than this (default 3 years).
     retention_days: int = Field(default=1095, ge=1)
@@ -93,6 +112,7 @@ class Settings(BaseSettings):
     transcripts: TranscriptSettings = TranscriptSettings()
     console: ConsoleSettings = ConsoleSettings()
     escalation: EscalationSettings = EscalationSettings()
+    video: VideoSettings = VideoSettings()
 
     @classmethod
     def settings_customise_sources(

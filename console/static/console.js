@@ -114,6 +114,8 @@
       scenario.appendChild(el("dt", null, a.question)); scenario.appendChild(el("dd", null, a.answer));
     });
     if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ follow: e.id }));
+    // Video callback (console/static/video.js): its button and the conversation's recordings.
+    if (window.ZhixunVideo) window.ZhixunVideo.conversation(detail, mine, { api: api, csrf: function () { return csrf; }, notice: notice });
     refreshBoard();
   }
   function openItem(id) { notice(""); return api("GET", "/api/console/escalations/" + id).then(renderConversation).catch(function (e) { notice(e.message); }); }
@@ -192,6 +194,7 @@
 
   api("GET", "/api/console/me").then(function (data) {
     me = data.account; csrf = data.csrf_token;
+    if (me.permissions.indexOf("supervise") >= 0) $("supervisor-link").hidden = false;
     document.querySelector("#logout input").value = csrf;
     $("me").textContent = me.display_name + "（" + me.username + "）";
     $("status").value = me.status === "offline" ? "online" : me.status;

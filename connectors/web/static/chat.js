@@ -74,6 +74,8 @@
     var row = el("div", "choices");
     m.buttons.forEach(function (b) {
       var href = safeHref(b.url);
+      // A link made for this conversation only (a video call invitation): say which conversation opens it.
+      if (href && b.bind_conversation && conversationId) href += (href.indexOf("?") < 0 ? "?" : "&") + "c=" + encodeURIComponent(conversationId);
       if (href) {
         var link = el("a", "choice-link", b.title); link.href = href; link.target = "_blank"; link.rel = "noopener";
         row.appendChild(link); return;
@@ -140,7 +142,10 @@
       var bubble = add(el("div", "msg agent"));
       bubble.appendChild(el("span", "who", "工作人员" + (line.agent_name ? " " + line.agent_name : "")));
       bubble.appendChild(el("div", null, line.text));
-      (line.rich || []).forEach(function (m) { if (m.type === "kb_card") add(renderCard(m)); });
+      (line.rich || []).forEach(function (m) {
+        if (m.type === "kb_card") add(renderCard(m));
+        else if (m.type === "buttons") add(renderButtons(m));
+      });
     } else {
       add(el("div", "msg notice", line.text));
     }
