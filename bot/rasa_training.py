@@ -28,10 +28,17 @@ DOMAIN = PROJECT_DIR / "domain.yml"
 ENDPOINTS = PROJECT_DIR / "endpoints.yml"
 CREDENTIALS = PROJECT_DIR / "credentials.yml"
 RASA_LOCK = PROJECT_DIR / "requirements" / "rasa.lock"
+ADDONS = PROJECT_DIR / "rasa_addons"
 RASA_BIN = PROJECT_DIR / ".venv-rasa" / "bin" / "rasa"
 QUESTIONS_PER_ENTRY = 3
 
-RASA_ENV = {"RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
+# PYTHONPATH lets Rasa import our custom components (rasa_addons/), and only those: the app's packages need pydantic 2.
+RASA_ENV = {
+    "RASA_TELEMETRY_ENABLED": "false",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "PYTHONWARNINGS": "ignore",
+    "PYTHONPATH": str(PROJECT_DIR),
+}
 
 
 def service_examples(entries: Iterable[Entry], per_entry: int = QUESTIONS_PER_ENTRY) -> list[str]:
@@ -86,7 +93,7 @@ def _yaml_scalar(text: str) -> str:
 
 def content_hash(data_dir: Path) -> str:
     digest = hashlib.sha256()
-    for path in [CONFIG, DOMAIN, RASA_LOCK, *sorted(data_dir.glob("*.yml"))]:
+    for path in [CONFIG, DOMAIN, RASA_LOCK, *sorted(ADDONS.glob("*.py")), *sorted(data_dir.glob("*.yml"))]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]

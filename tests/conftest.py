@@ -51,9 +51,10 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """Debian's chromium driven by Playwright (no browser download), shared by the browser tests."""
+    """Debian's chromium driven by Playwright (no browser download). Per module: while Playwright's sync
+    API is running it owns the main thread's event loop, and other tests need asyncio.run."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

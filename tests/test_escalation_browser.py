@@ -35,9 +35,11 @@ def test_citizen_escalates_two_agents_serve_and_the_transcript_proves_it(browser
     citizen.fill("#input", "转人工")
     citizen.click("#send")
     citizen.wait_for_selector(".msg.bot:has-text('已为您转接人工客服')", timeout=WAIT)
+    conversation_id = citizen.evaluate("sessionStorage.getItem('zhixun.conversation')")
+    mine = f"[data-conversation-id='{conversation_id}']"  # other tests may have left citizens waiting
 
     wang = agent_page(browser, dialogue_server, "wangfang")
-    item = wang.locator("[data-queue-id=general] .item").first
+    item = wang.locator(f"[data-queue-id=general] .item{mine}")
     item.wait_for(timeout=WAIT)
     item.locator("button.accept").click()
     wang.wait_for_selector("#transcript li.citizen:has-text('转人工')", timeout=WAIT)
@@ -46,10 +48,12 @@ def test_citizen_escalates_two_agents_serve_and_the_transcript_proves_it(browser
     wang.fill("#reply-text", "您好，我是王芳，请问想办理什么业务？")
     wang.press("#reply-text", "Enter")
     citizen.wait_for_selector(".msg.agent:has-text('我是王芳')", timeout=WAIT)
+    bot_replies = citizen.locator(".msg.bot").count()
     citizen.fill("#input", "我想给孩子办护照")
     citizen.click("#send")
     wang.wait_for_selector("#transcript li.citizen:has-text('给孩子办护照')", timeout=WAIT)
-    assert citizen.locator(".msg.bot").count() == 1  # the bot stays silent while an agent holds the chat
+    citizen.wait_for_function("document.querySelectorAll('.msg.user.pending').length === 0")
+    assert citizen.locator(".msg.bot").count() == bot_replies  # the bot is silent while an agent holds the chat
 
     wang.select_option("#transfer-target", "queue:police")
     wang.fill("#transfer-note", "未成年人首次申领护照")
@@ -57,7 +61,7 @@ def test_citizen_escalates_two_agents_serve_and_the_transcript_proves_it(browser
     citizen.wait_for_selector(".msg.notice:has-text('已为您转接')", timeout=WAIT)
 
     li = agent_page(browser, dialogue_server, "lilei")
-    moved = li.locator("[data-queue-id=police] .item").first
+    moved = li.locator(f"[data-queue-id=police] .item{mine}")
     moved.wait_for(timeout=WAIT)
     assert "未成年人首次申领护照" in moved.inner_text()
     moved.locator("button.accept").click()
@@ -75,7 +79,6 @@ def test_citizen_escalates_two_agents_serve_and_the_transcript_proves_it(browser
     citizen.wait_for_selector(".msg:has-text('感谢您的评价')", timeout=WAIT)
 
     transcripts = app.state.transcripts  # type: ignore[attr-defined]
-    conversation_id = citizen.evaluate("sessionStorage.getItem('zhixun.conversation')")
     lines = transcripts.lines(conversation_id)
     steps = [(line.role, (line.payload or {}).get("event") if line.role == "system" else None) for line in lines]
     assert [s for s in steps if s[0] == "system"] == [

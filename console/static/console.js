@@ -32,6 +32,7 @@
   function itemNode(item, canAccept) {
     var box = el("div", "item");
     box.setAttribute("data-escalation-id", item.id);
+    box.setAttribute("data-conversation-id", item.conversation_id);
     if (current && current.escalation.id === item.id) box.classList.add("selected");
     if (canAccept) {
       var accept = el("button", "accept", "接入");

@@ -1,0 +1,1 @@
+"""Custom Rasa components, imported by the Rasa server (its own venv) through PYTHONPATH."""
