@@ -1,1 +1,5 @@
 """Custom Rasa components, imported by the Rasa server (its own venv) through PYTHONPATH."""
+
+from rasa_addons import fast_action_validation
+
+fast_action_validation.install()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,6 +136,68 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     yield LiveServer(f"http://127.0.0.1:{port}", settings, app)
     server.should_exit = True
     thread.join(timeout=10)
+
+
+PASSWORD = "correct-horse-9"  # console accounts made by tests
+
+
+def login(http: httpx.Client, username: str, password: str, next_path: str | None = None) -> httpx.Response:
+    """Log in through the console's login form, as a browser does (its double-submit CSRF token included)."""
+    page = http.get("/console/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token, page.text
+    form = {"username": username, "password": password, "csrf_token": token.group(1)}
+    if next_path is not None:
+        form["next"] = next_path
+    return http.post("/console/login", data=form)
+
+
+class ConsoleUser:
+    """A logged-in console account over HTTP (CSRF token sent on writes) and its live socket."""
+
+    def __init__(self, server: LiveServer, username: str):
+        self.server = server
+        self.http = httpx.Client(base_url=server.base_url, timeout=60)
+        assert login(self.http, username, PASSWORD).status_code in (200, 303)
+        self.csrf = self.http.get("/api/console/me").json()["csrf_token"]
+
+    def get(self, path: str, **params: object) -> httpx.Response:
+        return self.http.get(path, params=params)  # type: ignore[arg-type]
+
+    def post(self, path: str, body: dict | None = None, csrf: str | None = None) -> httpx.Response:
+        return self.send("POST", path, body, csrf)
+
+    def send(self, method: str, path: str, body: dict | None = None, csrf: str | None = None) -> httpx.Response:
+        token = csrf if csrf is not None else self.csrf
+        return self.http.request(method, path, json=body or {}, headers={"X-CSRF-Token": token})
+
+    def socket(self):
+        from websockets.sync.client import connect
+
+        cookie = "; ".join(f"{k}={v}" for k, v in self.http.cookies.items())
+        url = self.server.base_url.replace("http://", "ws://") + "/console/ws"
+        return connect(url, additional_headers={"Cookie": cookie, "Origin": self.server.base_url})
+
+
+@contextmanager
+def console_server(tmp: Path, **overrides: object) -> Iterator[LiveServer]:
+    """The app on a real port, KB answers only, queues open round the clock: for console tests."""
+    port = free_port()
+    settings = Settings(
+        database_url=f"sqlite:///{tmp / 'zhixun.db'}",
+        port=port,
+        public_base_url=f"http://127.0.0.1:{port}",
+        rasa={"enabled": False},
+        chat={"rate_per_second": 50.0, "rate_burst": 200},
+        escalation={"queues_file": always_open(tmp / "queues.yml")},
+        **overrides,  # type: ignore[arg-type]
+    )
+    server, thread, app = _serve(settings)
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", settings, app)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 @dataclass

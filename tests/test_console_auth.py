@@ -28,13 +28,12 @@ from console.accounts import AccountExists, AccountRow, AccountStore
 from console.auth import COOKIE, LOGIN_PATH, UNSAFE_METHODS, account_from_websocket, require_csrf, set_session_cookie
 from console.auth_routes import safe_next
 from console.sessions import SessionRow
-from tests.conftest import LiveServer, _serve, free_port
+from tests.conftest import PASSWORD, LiveServer, _serve, free_port, login
 from zhixun.database import make_engine
 from zhixun.settings import ConsoleSettings, RasaSettings, Settings
 
 pytestmark = pytest.mark.slow
 
-PASSWORD = "correct-horse-9"
 StartServer = Callable[..., LiveServer]
 
 
@@ -76,16 +75,6 @@ def start_server(database_url: str, tmp_path: Path) -> Iterator[StartServer]:
 
 def client(server: LiveServer) -> httpx.Client:
     return httpx.Client(base_url=server.base_url, timeout=30)
-
-
-def login(http: httpx.Client, username: str, password: str, next_path: str | None = None) -> httpx.Response:
-    page = http.get(LOGIN_PATH)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert token, page.text
-    form = {"username": username, "password": password, "csrf_token": token.group(1)}
-    if next_path is not None:
-        form["next"] = next_path
-    return http.post(LOGIN_PATH, data=form)
 
 
 def csrf_token(http: httpx.Client) -> str:

@@ -13,9 +13,7 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 from console.accounts import AccountStore
-from tests.conftest import LiveServer, _serve, always_open, free_port
-from tests.test_console_auth import PASSWORD, login
-from zhixun.settings import Settings
+from tests.conftest import PASSWORD, ConsoleUser, LiveServer, console_server
 
 pytestmark = pytest.mark.slow
 ID_NUMBER = "110101199003071234"
@@ -23,43 +21,15 @@ ID_NUMBER = "110101199003071234"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    tmp = tmp_path_factory.mktemp("desk")
-    port = free_port()
-    settings = Settings(
-        database_url=f"sqlite:///{tmp / 'zhixun.db'}",
-        port=port,
-        public_base_url=f"http://127.0.0.1:{port}",
-        rasa={"enabled": False},
-        chat={"rate_per_second": 50.0, "rate_burst": 200},
-        escalation={"queues_file": always_open(tmp / "queues.yml")},
-    )
-    running, thread, app = _serve(settings)
-    accounts: AccountStore = app.state.console_auth.accounts  # type: ignore[attr-defined]
-    accounts.create("wangfang", "王芳", PASSWORD, "agent", departments=["general", "hrss"])
-    accounts.create("lilei", "李磊", PASSWORD, "agent", departments=["police"])
-    accounts.create("zhaomin", "赵敏", PASSWORD, "supervisor")
-    yield LiveServer(f"http://127.0.0.1:{port}", settings, app)
-    running.should_exit = True
-    thread.join(timeout=10)
+    with console_server(tmp_path_factory.mktemp("desk")) as live:
+        accounts: AccountStore = live.app.state.console_auth.accounts  # type: ignore[attr-defined]
+        accounts.create("wangfang", "王芳", PASSWORD, "agent", departments=["general", "hrss"])
+        accounts.create("lilei", "李磊", PASSWORD, "agent", departments=["police"])
+        accounts.create("zhaomin", "赵敏", PASSWORD, "supervisor")
+        yield live
 
 
-class Agent:
-    def __init__(self, server: LiveServer, username: str):
-        self.server = server
-        self.http = httpx.Client(base_url=server.base_url, timeout=30)
-        assert login(self.http, username, PASSWORD).status_code in (200, 303)
-        self.csrf = self.http.get("/api/console/me").json()["csrf_token"]
-
-    def get(self, path: str) -> httpx.Response:
-        return self.http.get(path)
-
-    def post(self, path: str, body: dict | None = None, csrf: str | None = None) -> httpx.Response:
-        return self.http.post(path, json=body or {}, headers={"X-CSRF-Token": csrf if csrf is not None else self.csrf})
-
-    def socket(self) -> ClientConnection:
-        cookie = "; ".join(f"{k}={v}" for k, v in self.http.cookies.items())
-        url = self.server.base_url.replace("http://", "ws://") + "/console/ws"
-        return connect(url, additional_headers={"Cookie": cookie, "Origin": self.server.base_url})
+Agent = ConsoleUser
 
 
 def citizen_socket(server: LiveServer) -> ClientConnection:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text as sql
 
-from tests.conftest import DialogueServer
-from tests.test_console_auth import PASSWORD
+from tests.conftest import PASSWORD, DialogueServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 WAIT = 20_000

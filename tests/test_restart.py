@@ -12,8 +12,7 @@ import pytest
 from bench.chat_latency import spawn
 from bot.transcripts import TranscriptStore
 from console.accounts import AccountStore
-from tests.conftest import always_open, free_port
-from tests.test_console_auth import PASSWORD, login
+from tests.conftest import PASSWORD, always_open, free_port, login
 from zhixun.database import make_engine
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]

@@ -25,11 +25,8 @@ from console import supervisor_routes
 from console.accounts import AccountStore
 from console.analytics import Analytics, DateRange, FailedQuestion, keyword_tokens
 from console.clusters import agglomerate, cluster_failed, retriever_encoder
-from tests.conftest import LiveServer, _serve, free_port
-from tests.test_console_auth import PASSWORD, login
-from tests.test_escalation import always_open
+from tests.conftest import PASSWORD, ConsoleUser, LiveServer, always_open, console_server
 from zhixun.database import make_engine
-from zhixun.settings import Settings
 
 ZONE = ZoneInfo("Asia/Shanghai")
 ID_NUMBER = "110101199003071234"
@@ -173,36 +170,14 @@ def test_agglomerate_merges_by_average_similarity():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    tmp = tmp_path_factory.mktemp("supervisor")
-    port = free_port()
-    settings = Settings(
-        database_url=f"sqlite:///{tmp / 'zhixun.db'}",
-        port=port,
-        public_base_url=f"http://127.0.0.1:{port}",
-        rasa={"enabled": False},
-        chat={"rate_per_second": 50.0, "rate_burst": 200},
-        escalation={"queues_file": always_open(tmp / "queues.yml")},
-    )
-    running, thread, app = _serve(settings)
-    accounts: AccountStore = app.state.console_auth.accounts  # type: ignore[attr-defined]
-    accounts.create("wangfang", "王芳", PASSWORD, "agent", departments=["general", "hrss"])
-    accounts.create("zhaomin", "赵敏", PASSWORD, "supervisor")
-    yield LiveServer(f"http://127.0.0.1:{port}", settings, app)
-    running.should_exit = True
-    thread.join(timeout=10)
+    with console_server(tmp_path_factory.mktemp("supervisor")) as live:
+        accounts: AccountStore = live.app.state.console_auth.accounts  # type: ignore[attr-defined]
+        accounts.create("wangfang", "王芳", PASSWORD, "agent", departments=["general", "hrss"])
+        accounts.create("zhaomin", "赵敏", PASSWORD, "supervisor")
+        yield live
 
 
-class Client:
-    def __init__(self, server: LiveServer, username: str):
-        self.http = httpx.Client(base_url=server.base_url, timeout=60)
-        assert login(self.http, username, PASSWORD).status_code in (200, 303)
-        self.csrf = self.http.get("/api/console/me").json()["csrf_token"]
-
-    def get(self, path: str, **params: object) -> httpx.Response:
-        return self.http.get(path, params=params)
-
-    def send(self, method: str, path: str, body: dict | None = None) -> httpx.Response:
-        return self.http.request(method, path, json=body or {}, headers={"X-CSRF-Token": self.csrf})
+Client = ConsoleUser
 
 
 API = "/api/console/supervisor"

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS, LiveServer
-from tests.test_console_auth import PASSWORD
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, PASSWORD, LiveServer
 from tests.test_video_refusals import video_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -28,10 +27,8 @@ MEDIA_ARGS = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live, running, thread = video_server(tmp_path_factory.mktemp("video-call"), max_chunk_bytes=8 * 1024 * 1024)
-    yield live
-    running.should_exit = True  # type: ignore[attr-defined]
-    thread.join(timeout=10)  # type: ignore[attr-defined]
+    with video_server(tmp_path_factory.mktemp("video-call"), max_chunk_bytes=8 * 1024 * 1024) as live:
+        yield live
 
 
 @pytest.fixture(scope="module")

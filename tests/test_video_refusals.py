@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -20,41 +21,28 @@ from websockets.sync.client import connect
 from bot.notifier import OutboxRow
 from bot.video import VideoCallRow
 from console.accounts import AccountStore
-from tests.conftest import LiveServer, _serve, free_port
-from tests.test_console_auth import PASSWORD
+from tests.conftest import PASSWORD, LiveServer, console_server
 from tests.test_console_desk import Agent, citizen_socket, escalate, frames_until
-from tests.test_escalation import always_open
-from zhixun.settings import Settings
 
 pytestmark = pytest.mark.slow
 CHUNK_LIMIT = 256 * 1024
 PHONE = "13800138000"
 
 
-def video_server(tmp: Path, **video: object) -> tuple[LiveServer, object, object]:
-    port = free_port()
-    settings = Settings(
-        database_url=f"sqlite:///{tmp / 'zhixun.db'}",
-        port=port,
-        public_base_url=f"http://127.0.0.1:{port}",
-        rasa={"enabled": False},
-        chat={"rate_per_second": 50.0, "rate_burst": 200},
-        escalation={"queues_file": always_open(tmp / "queues.yml")},
-        video={"recordings_dir": tmp / "recordings", "max_chunk_bytes": CHUNK_LIMIT, "sms_enabled": True, **video},
-    )
-    running, thread, app = _serve(settings)
-    accounts: AccountStore = app.state.console_auth.accounts  # type: ignore[attr-defined]
-    accounts.create("wangfang", "王芳", PASSWORD, "agent", departments=["general", "hrss"], capacity=10)
-    accounts.create("lilei", "李磊", PASSWORD, "agent", departments=["police"])
-    return LiveServer(f"http://127.0.0.1:{port}", settings, app), running, thread
+@contextmanager
+def video_server(tmp: Path, **video: object) -> Iterator[LiveServer]:
+    settings = {"recordings_dir": tmp / "recordings", "max_chunk_bytes": CHUNK_LIMIT, "sms_enabled": True, **video}
+    with console_server(tmp, video=settings) as live:
+        accounts: AccountStore = live.app.state.console_auth.accounts  # type: ignore[attr-defined]
+        accounts.create("wangfang", "王芳", PASSWORD, "agent", departments=["general", "hrss"], capacity=10)
+        accounts.create("lilei", "李磊", PASSWORD, "agent", departments=["police"])
+        yield live
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live, running, thread = video_server(tmp_path_factory.mktemp("video"))
-    yield live
-    running.should_exit = True  # type: ignore[attr-defined]
-    thread.join(timeout=10)  # type: ignore[attr-defined]
+    with video_server(tmp_path_factory.mktemp("video")) as live:
+        yield live
 
 
 @pytest.fixture(scope="module")
