@@ -88,7 +88,10 @@ async def measure(url: str, waiting: int, arrivals: int) -> dict[str, list[float
                 sent = time.perf_counter()
                 response = await citizens.post("/api/chat", json={"text": "我要转人工"})
                 conversation_id = response.json()["conversation_id"]
+                deadline = time.perf_counter() + 10
                 while conversation_id not in seen:
+                    if listener.done() or time.perf_counter() > deadline:
+                        raise RuntimeError(f"the console never heard of {conversation_id}: {listener}")
                     await asyncio.sleep(0.001)
                 event_ms.append((seen[conversation_id] - sent) * 1000)
                 board_start = time.perf_counter()

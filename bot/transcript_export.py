@@ -8,21 +8,16 @@ which PDF readers supply, as the checklist PDF does.
 from __future__ import annotations
 
 import datetime as dt
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from reportlab.lib import colors
-from reportlab.lib.pagesizes import A4
-from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.cidfonts import UnicodeCIDFont
-from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import Spacer
 
+from bot.pdf import SMALL, TITLE, grid, paragraph
+from bot.pdf import render as render_pdf
 from bot.transcripts import ChainReport, Conversation, TranscriptLine, TranscriptStore
 
 ROLE_LABELS = {"citizen": "市民", "bot": "智能助手", "agent": "坐席", "system": "系统"}
@@ -36,11 +31,6 @@ PROBLEM_LABELS = {
 _templates = Environment(
     loader=FileSystemLoader(Path(__file__).resolve().parent / "templates"), autoescape=select_autoescape(["html"])
 )
-FONT = "STSong-Light"
-pdfmetrics.registerFont(UnicodeCIDFont(FONT))
-_BODY = ParagraphStyle("body", fontName=FONT, fontSize=9.5, leading=14, wordWrap="CJK")
-_SMALL = ParagraphStyle("small", parent=_BODY, fontSize=8.5, leading=12, textColor=colors.HexColor("#555555"))
-_TITLE = ParagraphStyle("title", parent=_BODY, fontSize=15, leading=21, spaceAfter=4)
 
 
 @dataclass(frozen=True)
@@ -125,48 +115,20 @@ def as_html(export: ConversationExport) -> str:
     )
 
 
-def _p(text: str, style: ParagraphStyle = _BODY) -> Paragraph:
-    return Paragraph(escape(text).replace("\n", "<br/>"), style)
-
-
 def as_pdf(export: ConversationExport) -> bytes:
     c = export.conversation
-    buffer = io.BytesIO()
-    doc = SimpleDocTemplate(
-        buffer,
-        pagesize=A4,
-        leftMargin=14 * mm,
-        rightMargin=14 * mm,
-        topMargin=14 * mm,
-        bottomMargin=14 * mm,
-        title=f"会话记录 {c.id}",
-        author="智询政务服务助手",
-    )
     zone = export.exported_at.astimezone().strftime("UTC%z")
     story: list[Any] = [
-        _p("会话记录", _TITLE),
-        _p(f"会话编号：{c.id}　渠道：{c.channel}　访问者：{export.sender or '—'}", _SMALL),
-        _p(f"开始时间：{_local(c.created_at)}　最后活动：{_local(c.last_active_at)}　时区：{zone}", _SMALL),
-        _p(f"导出时间：{_local(export.exported_at)}　{export.notice()}", _SMALL),
-        *(_p(line, _SMALL) for line in export.status()),
+        paragraph("会话记录", TITLE),
+        paragraph(f"会话编号：{c.id}　渠道：{c.channel}　访问者：{export.sender or '—'}", SMALL),
+        paragraph(f"开始时间：{_local(c.created_at)}　最后活动：{_local(c.last_active_at)}　时区：{zone}", SMALL),
+        paragraph(f"导出时间：{_local(export.exported_at)}　{export.notice()}", SMALL),
+        *(paragraph(line, SMALL) for line in export.status()),
         Spacer(1, 4 * mm),
     ]
-    rows = [[_p("序号"), _p("时间"), _p("角色"), _p("内容")]]
+    rows = [["序号", "时间", "角色", "内容"]]
     for line in export.lines:
         text = f"{line.text}\n（事项：{line.kb_id}）" if line.kb_id else line.text
-        rows.append(
-            [_p(str(line.seq)), _p(_local(line.created_at)), _p(ROLE_LABELS.get(line.role, line.role)), _p(text)]
-        )
-    table = Table(rows, colWidths=[11 * mm, 33 * mm, 18 * mm, 120 * mm], repeatRows=1)
-    table.setStyle(
-        TableStyle(
-            [
-                ("GRID", (0, 0), (-1, -1), 0.5, colors.HexColor("#999999")),
-                ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#e8eef7")),
-                ("VALIGN", (0, 0), (-1, -1), "TOP"),
-            ]
-        )
-    )
-    story.append(table)
-    doc.build(story)
-    return buffer.getvalue()
+        rows.append([str(line.seq), _local(line.created_at), ROLE_LABELS.get(line.role, line.role), text])
+    story.append(grid(rows, [11, 33, 18, 120]))
+    return render_pdf(f"会话记录 {c.id}", story, margin_mm=14)

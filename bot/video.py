@@ -15,6 +15,7 @@ consent, start, stop, recording — is a transcript line (published on the conve
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import anyio
+from fastapi import WebSocket, WebSocketDisconnect
 from sqlalchemy import DateTime, Float, Integer, String, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -539,3 +541,16 @@ def _signal(text: str) -> dict[str, Any] | None:
     if not isinstance(frame, dict) or frame.get("type") not in SIGNAL_TYPES:
         return None
     return frame
+
+
+async def relay_socket(socket: WebSocket, hub: LocalHub, call_id: str, side: Side) -> None:
+    """`relay` over an accepted WebSocket, until either side leaves."""
+
+    async def receive() -> str | None:
+        try:
+            return await socket.receive_text()
+        except (WebSocketDisconnect, RuntimeError, KeyError):
+            return None
+
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        await relay(hub, call_id, side, receive, socket.send_json)

@@ -51,9 +51,11 @@ class Desk:
     def board(self, account: Account) -> dict[str, Any]:
         """The queues this account serves, with who is waiting, and the conversations it holds."""
         queue_ids = self.queue_ids(account)
-        waiting = [e for e in self.escalations.waiting(queue_ids) if e.target_agent in (None, account.username)]
-        waiting += [
-            e for e in self.escalations.waiting() if e.target_agent == account.username and e.queue_id not in queue_ids
+        waiting = [
+            e
+            for e in self.escalations.waiting()
+            if (e.queue_id in queue_ids and e.target_agent in (None, account.username))
+            or e.target_agent == account.username
         ]
         queues = self.escalations.queues.queues
         return {

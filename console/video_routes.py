@@ -11,16 +11,15 @@ WS   /console/video/ws/<call>                     offer/answer/ICE relay to the 
 
 from __future__ import annotations
 
-import contextlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Query, Request, WebSocket
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from bot.escalation import EscalationError
-from bot.video import RECORDING_TYPES, VideoCall, VideoError, VideoService, relay
+from bot.video import RECORDING_TYPES, VideoCall, VideoError, VideoService, relay_socket
 from connectors.web.errors import ApiError
 from console.accounts import Account
 from console.auth import account_from_websocket, client_address, require
@@ -184,11 +183,4 @@ async def agent_signalling(socket: WebSocket, call_id: str) -> None:
         return
     await socket.accept()
 
-    async def receive() -> str | None:
-        try:
-            return await socket.receive_text()
-        except (WebSocketDisconnect, RuntimeError, KeyError):
-            return None
-
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-        await relay(socket.app.state.hub, call.id, "agent", receive, socket.send_json)
+    await relay_socket(socket, socket.app.state.hub, call.id, "agent")

@@ -7,16 +7,15 @@ WS   /ws/video/<call id>?key=<key>          offer/answer/ICE relay to the agent 
 
 from __future__ import annotations
 
-import contextlib
 import html
 from typing import Any
 
-from fastapi import APIRouter, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Query, Request, WebSocket
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from pydantic import BaseModel, Field
 
-from bot.video import VideoError, VideoService, relay
+from bot.video import VideoError, VideoService, relay_socket
 from connectors.web.errors import ApiError
 from connectors.web.routes import STATIC_DIR, check_rate
 
@@ -96,11 +95,4 @@ async def citizen_signalling(socket: WebSocket, call_id: str, key: str = "") -> 
         return
     await socket.accept()
 
-    async def receive() -> str | None:
-        try:
-            return await socket.receive_text()
-        except (WebSocketDisconnect, RuntimeError, KeyError):
-            return None
-
-    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-        await relay(socket.app.state.hub, call.id, "citizen", receive, socket.send_json)
+    await relay_socket(socket, socket.app.state.hub, call.id, "citizen")
