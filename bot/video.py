@@ -462,6 +462,30 @@ class VideoService:
         )
         return call
 
+    def sweep(self) -> list[VideoCall]:
+        """End calls nobody will end: an unused invitation past its expiry, or a call whose agent page went
+        silent (no recording chunk for `abandoned_minutes`). The recording so far is kept and attached, as
+        on a normal hang-up; several workers sweeping at once end each call once (finish is conditional)."""
+        now = _now()
+        quiet = dt.timedelta(minutes=self.settings.abandoned_minutes)
+        with Session(self.engine) as session:
+            open_calls = [
+                VideoCall.of(r) for r in session.scalars(select(VideoCallRow).where(VideoCallRow.ended_at.is_(None)))
+            ]
+        ended = []
+        for call in open_calls:
+            if call.used_at is None:
+                stale = call.expires_at < now
+            else:
+                last = call.started_at or call.used_at
+                partial = self._partial(call.recording_file) if call.recording_file else None
+                if partial is not None and partial.exists():
+                    last = max(last, dt.datetime.fromtimestamp(partial.stat().st_mtime, dt.UTC))
+                stale = now - last > quiet
+            if stale:
+                ended.append(self.finish(call.id, AgentRef(call.agent, call.agent_name)))
+        return ended
+
     def recording_path(self, call: VideoCall) -> Path | None:
         if not call.finalised or not call.recording_file:
             return None

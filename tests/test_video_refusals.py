@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -267,3 +268,36 @@ def test_recording_upload_refusals_finalisation_and_audited_playback(server: Liv
     assert [(a.actor, a.detail["sha256"]) for a in audit] == [("wangfang", recording["sha256"])]
     listed = wang.get(f"/api/console/escalations/{escalation_id}/video").json()["calls"]
     assert listed[-1]["recording_url"] == f"/api/console/video/{call_id}/recording"
+
+
+def test_an_abandoned_call_is_ended_and_its_recording_kept(server: LiveServer, wang: Agent):
+    """The agent's browser died mid-call: the sweep ends the call after a quiet spell and attaches what
+    was recorded; a fresh call and an unexpired invitation are left alone."""
+    video = server.app.state.video  # type: ignore[attr-defined]
+    conversation_id, escalation_id = held_conversation(server, wang)
+    data, token = invite(wang, escalation_id)
+    call_id = data["call"]["id"]
+    assert httpx.post(f"{server.base_url}/api/video/claim", json={"token": token}).status_code == 200
+    assert wang.post(f"/api/console/video/{call_id}/start").status_code == 200
+    part = b"\x1a\x45\xdf\xa3" + b"abandoned" * 500
+    headers = {"Content-Type": "video/webm", "X-CSRF-Token": wang.csrf}
+    chunk = wang.http.post(f"/api/console/video/{call_id}/chunks", params={"seq": 0}, content=part, headers=headers)
+    assert chunk.status_code == 200
+    _, other_escalation = held_conversation(server, wang, "养老金怎么领")
+    pending, _ = invite(wang, other_escalation)  # never opened, not expired yet
+
+    swept = [c.id for c in video.sweep()]  # other tests' stale calls may go too
+    assert call_id not in swept and pending["call"]["id"] not in swept  # the recorder wrote a moment ago
+    quiet = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=6)).timestamp()
+    os.utime(video._partial(f"{call_id}.webm"), (quiet, quiet))
+    with Session(engine(server)) as session, session.begin():
+        session.execute(
+            update(VideoCallRow)
+            .where(VideoCallRow.id == call_id)
+            .values(started_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=7))
+        )
+    assert [c.id for c in video.sweep()] == [call_id]  # the others were swept above
+    recording = next(e for e in events(server, conversation_id) if e["event"] == "recording")
+    assert recording["bytes"] == len(part) and recording["sha256"] == hashlib.sha256(part).hexdigest()
+    assert video.get(pending["call"]["id"]).ended_at is None
+    assert call_id not in [c.id for c in video.sweep()]  # once

@@ -77,15 +77,17 @@ def build_retriever(settings: Settings, store: KBStore) -> Retriever:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Background duty of every worker: move long-waiting escalations to the general queue."""
+    """Background duty of every worker: move long-waiting escalations to the general queue, and end video
+    calls that were abandoned (their recording is kept)."""
 
     async def overflow() -> None:
         while True:
             await asyncio.sleep(app.state.settings.escalation.overflow_check_seconds)
-            try:
-                await anyio.to_thread.run_sync(app.state.escalations.overflow)
-            except Exception:  # a database hiccup must not end the loop
-                log.exception("escalation overflow check failed")
+            for duty in (app.state.escalations.overflow, app.state.video.sweep):
+                try:
+                    await anyio.to_thread.run_sync(duty)
+                except Exception:  # a database hiccup must not end the loop
+                    log.exception("background duty %s failed", duty.__qualname__)
 
     task = asyncio.create_task(overflow())
     try:

@@ -77,6 +77,9 @@ class VideoSettings(BaseModel):
     """Video callback: invitation links, WebRTC ICE servers, recordings and where invitations are also sent."""
 
     invite_ttl_minutes: float = Field(default=15, gt=0)  # an unused link expires after this
+    # A call the agent's page stopped reporting on (browser closed, network gone) is ended and its recording
+    # kept after this long without a new recording chunk.
+    abandoned_minutes: float = Field(default=5, gt=0)
     # RTCPeerConnection iceServers, e.g. [{"urls": "stun:stun.example.gov.cn:3478"},
     # {"urls": ["turn:turn.example.gov.cn:3478"], "username": "u", "credential": "p"}]. Empty: one LAN/loopback.
     ice_servers: list[dict[str, Any]] = Field(default_factory=list)
