@@ -21,20 +21,12 @@ from console.accounts import STATUSES, Account
 from console.auth import account_from_websocket, client_address, require
 from console.canned import CannedReplies
 from console.desk import Desk, agent_ref
+from console.errors import refusal
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 router = APIRouter(tags=["console"])
 Agent = Annotated[Account, Depends(require("chat"))]
-_STATUS = {
-    "unknown_escalation": 404,
-    "wrong_department": 403,
-    "not_yours": 403,
-    "already_taken": 409,
-    "at_capacity": 409,
-    "unknown_queue": 422,
-    "unknown_agent": 422,
-}
 
 
 class MessageIn(BaseModel):
@@ -73,7 +65,7 @@ def _act(call: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return call(*args, **kwargs)
     except EscalationError as exc:
-        raise ApiError(_STATUS.get(exc.code, 400), exc.code, exc.message) from None
+        raise refusal(exc) from None
 
 
 @router.get("/console", include_in_schema=False)

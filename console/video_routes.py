@@ -24,20 +24,10 @@ from connectors.web.errors import ApiError
 from console.accounts import Account
 from console.auth import account_from_websocket, client_address, require
 from console.desk import Desk, agent_ref
+from console.errors import refusal
 
 router = APIRouter(tags=["console"])
 Agent = Annotated[Account, Depends(require("chat"))]
-_STATUS = {
-    "unknown_escalation": 404,
-    "unknown_call": 404,
-    "wrong_department": 403,
-    "not_yours": 403,
-    "not_your_call": 403,
-    "unsupported_type": 415,
-    "chunk_too_large": 413,
-    "recording_too_large": 413,
-    "no_recording": 404,
-}
 
 
 class InviteIn(BaseModel):
@@ -56,10 +46,6 @@ def _desk(request: Request) -> Desk:
     return request.app.state.desk
 
 
-def _fail(error: VideoError | EscalationError) -> ApiError:
-    return ApiError(_STATUS.get(error.code, 409), error.code, error.message)
-
-
 def _call_json(call: VideoCall) -> dict[str, Any]:
     data = call.to_json()
     data["recording_url"] = f"/api/console/video/{call.id}/recording" if call.finalised else None
@@ -73,7 +59,7 @@ def invite(escalation_id: int, account: Agent, request: Request, body: InviteIn 
     try:
         invitation = video.invite(escalation_id, agent_ref(account), body.phone if body else None)
     except VideoError as error:
-        raise _fail(error) from None
+        raise refusal(error) from None
     return {
         "call": _call_json(invitation.call),
         "notified": list(invitation.notified),
@@ -88,7 +74,7 @@ def calls(escalation_id: int, account: Agent, request: Request) -> dict[str, Any
     try:
         _desk(request).open(account, escalation_id)
     except EscalationError as error:
-        raise _fail(error) from None
+        raise refusal(error) from None
     return {"calls": [_call_json(call) for call in _video(request).calls_for(escalation_id)]}
 
 
@@ -97,7 +83,7 @@ def start(call_id: str, account: Agent, request: Request) -> dict[str, Any]:
     try:
         return _call_json(_video(request).start(call_id, agent_ref(account)))
     except VideoError as error:
-        raise _fail(error) from None
+        raise refusal(error) from None
 
 
 @router.post("/api/console/video/{call_id}/chunks")
@@ -122,7 +108,7 @@ async def upload_chunk(
     try:
         call = await run_in_threadpool(video.add_chunk, call_id, agent_ref(account), seq, content_type, bytes(data))
     except VideoError as error:
-        raise _fail(error) from None
+        raise refusal(error) from None
     return {"next_seq": call.recording_chunks, "bytes": call.recording_bytes}
 
 
@@ -132,7 +118,7 @@ def end(call_id: str, account: Agent, request: Request, body: EndIn | None = Non
     try:
         call = _video(request).finish(call_id, agent_ref(account), body.duration_s if body else None)
     except VideoError as error:
-        raise _fail(error) from None
+        raise refusal(error) from None
     return _call_json(call)
 
 
@@ -146,7 +132,7 @@ def recording(call_id: str, account: Agent, request: Request) -> FileResponse:
     try:
         desk.open(account, call.escalation_id)
     except EscalationError as error:
-        raise _fail(error) from None
+        raise refusal(error) from None
     path = video.recording_path(call)
     if path is None:
         raise ApiError(404, "no_recording", "这次通话没有已保存的录像。")
